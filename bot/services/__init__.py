@@ -1,0 +1,1 @@
+"""Service functions tying storage and puzzles together: keyword-only, session first."""

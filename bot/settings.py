@@ -1,0 +1,67 @@
+"""Settings from the environment (prefix ``CIRCUITBOARD_``) and ``.env``.
+
+The defaults make an embedded install work with nothing configured: a SQLite database and broker
+under ``data_dir``, no Slack tokens (console mode), a local worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CIRCUITBOARD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path(".circuitboard")
+    database_url: str | None = None
+    """SQLAlchemy URL; defaults to ``sqlite:///<data_dir>/circuitboard.db``."""
+    broker_url: str | None = None
+    """Celery broker; defaults to kombu's SQLAlchemy transport on the same SQLite file."""
+
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    admins: Annotated[list[str], NoDecode] = []
+    """Slack user ids with the admin role from the start (comma-separated)."""
+    timezone: str = "UTC"
+    """Zone in which times are shown and parsed for admins (stored in UTC)."""
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'circuitboard.db').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'circuitboard.db').resolve()}"
+
+    @property
+    def console_mode(self) -> bool:
+        """No Slack token: run the console adapter instead of connecting to Slack."""
+        return self.slack_bot_token is None
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The puzzle catalog and the verification engine: usable alone, with no Slack and no database."""

@@ -1,0 +1,1 @@
+"""The verification engine: submission loading, sandbox, checks, reports and plots."""
