@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     """Slack user ids with the admin role from the start (comma-separated)."""
     timezone: str = "UTC"
     """Zone in which times are shown and parsed for admins (stored in UTC)."""
+
+    round_open_hour: int = Field(17, ge=0, le=23)
+    """Default cadence: a round opens on the 1st of the month at this hour (``timezone``)."""
+    hint_interval_days: int = Field(7, ge=1)
+    """Seeding a round's hints from the puzzle's hints.md: one hint every this many days."""
+    schedule_tick_seconds: float = Field(30.0, gt=0)
+    """How often the scheduler opens/closes rounds, releases hints and flushes the outbox."""
+    schedule_grace_hours: float = Field(6.0, ge=0)
+    """A post whose time passed while the bot was down is still posted if at most this late
+    (admins are told); later ones are reported to admins, not posted."""
+    admin_channel: str | None = None
+    """Channel for scheduler notices to admins (missed/late posts); unset: DM each admin."""
 
     @field_validator("admins", mode="before")
     @classmethod
