@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from fakes.slack import fake_slack  # noqa: F401  (fixture: the fake Slack Web API server)
 
 POSTGRES_URL = os.environ.get("CIRCUITBOARD_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("CIRCUITBOARD_TEST_REDIS_URL")

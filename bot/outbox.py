@@ -1,0 +1,362 @@
+"""Every Slack post goes through here: queued in the database under an idempotency key, sent once.
+
+``enqueue`` writes a row in the caller's transaction (so a post exists iff the state change that
+caused it committed); ``dispatch_pending`` sends due rows with a slack_sdk ``WebClient`` and
+records the Slack ``ts``. Restarts never re-post (the key is unique) and never lose a post (the row
+stays pending until Slack accepted it). Failures back off exponentially; Slack's ``ratelimited``
+answer is honoured by waiting its ``Retry-After``; posts to one channel are paced to about one per
+second, which is Slack's documented limit for ``chat.postMessage``.
+
+``thread_key`` names another row: once that row is sent, its ``ts`` becomes this message's
+``thread_ts`` (for ``chat_update`` it is the message to edit: its ``ts`` and channel). A reply can
+therefore be queued before its parent has been posted.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.db import session_scope
+from storage.models import OutboxMessage, OutboxStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_S = 2.0
+BACKOFF_MAX_S = 300.0
+CLAIM_S = 60.0
+PER_CHANNEL_INTERVAL_S = 1.0
+# Errors that no retry can fix: give up at once (the row stays visible as failed).
+FATAL_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "no_permission",
+        "missing_scope",
+        "invalid_blocks",
+        "msg_too_long",
+        "invalid_arguments",
+        "user_not_found",
+        "cant_update_message",
+        "message_not_found",
+    }
+)
+SENDING_METHODS = frozenset(
+    {"chat_postMessage", "chat_update", "chat_postEphemeral", "files_upload_v2", "pins_add"}
+)
+
+
+def enqueue(
+    *,
+    session: Session,
+    key: str,
+    method: str,
+    payload: dict[str, Any],
+    thread_key: str | None = None,
+    not_before: datetime | None = None,
+) -> OutboxMessage:
+    """Queue one Slack call; a second call with the same key returns the existing row unchanged.
+
+    For ``files_upload_v2`` put the bytes in ``payload["content_b64"]`` (payloads are JSON).
+    """
+    existing = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+    ).first()
+    if existing is not None:
+        return existing
+    for pending in session.new:  # queued earlier in this same unflushed transaction
+        if isinstance(pending, OutboxMessage) and pending.idempotency_key == key:
+            return pending
+    row = OutboxMessage(
+        idempotency_key=key,
+        method=method,
+        payload=payload,
+        thread_key=thread_key,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=not_before or utcnow(),
+        slack_channel=payload.get("channel"),
+    )
+    # A savepoint so that a concurrent insert of the same key loses quietly instead of
+    # poisoning the caller's transaction.
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return session.scalars(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+        ).one()
+    return row
+
+
+def get(*, session: Session, key: str) -> OutboxMessage | None:
+    return session.scalars(
+        select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
+    ).first()
+
+
+class _Pacer:
+    """Remembers when each channel last got a post, and methods Slack told us to slow down."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last_post: dict[str, float] = {}
+        self.blocked_until: dict[str, float] = {}
+
+
+_PACER = _Pacer()
+
+
+def _backoff(attempts: int) -> float:
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S ** max(1, attempts))
+
+
+def _retry_after(error: SlackApiError) -> float:
+    headers = getattr(error.response, "headers", {}) or {}
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            value = value[0] if isinstance(value, list) else value
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                break
+    return 30.0
+
+
+def _call(client: Any, method: str, payload: dict[str, Any]) -> Any:
+    kwargs = dict(payload)
+    if method == "files_upload_v2" and "content_b64" in kwargs:
+        kwargs["content"] = base64.b64decode(kwargs.pop("content_b64"))
+    return getattr(client, method)(**kwargs)
+
+
+def dispatch_pending(
+    *,
+    session_factory: sessionmaker[Session],
+    client: Any,
+    now: datetime | None = None,
+    limit: int = 50,
+    per_channel_interval: float = PER_CHANNEL_INTERVAL_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Send due pending rows (oldest first); returns how many Slack accepted.
+
+    Rows whose channel had a post less than ``per_channel_interval`` seconds ago, or whose
+    ``thread_key`` parent is not sent yet, stay pending for the next call.
+    """
+    now = now or utcnow()
+    with session_scope(session_factory) as session:
+        due = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+            .where(OutboxMessage.next_attempt_at <= now)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ).all()
+        ids = [row.id for row in due]
+    sent = 0
+    held_channels: set[str] = set()
+    for row_id in ids:
+        outcome = _dispatch_one(
+            session_factory=session_factory,
+            client=client,
+            row_id=row_id,
+            now=now,
+            held_channels=held_channels,
+            per_channel_interval=per_channel_interval,
+            clock=clock,
+        )
+        sent += outcome
+    return sent
+
+
+def _dispatch_one(
+    *,
+    session_factory: sessionmaker[Session],
+    client: Any,
+    row_id: int,
+    now: datetime,
+    held_channels: set[str],
+    per_channel_interval: float,
+    clock: Callable[[], float],
+) -> int:
+    with session_scope(session_factory) as session:
+        row = session.get(OutboxMessage, row_id)
+        if row is None or row.status != OutboxStatus.PENDING:
+            return 0
+        payload = dict(row.payload)
+        method = row.method
+        if row.thread_key:
+            parent = get(session=session, key=row.thread_key)
+            if parent is not None and parent.status == OutboxStatus.PENDING:
+                return 0  # wait for the parent's ts
+            if parent is not None and parent.status == OutboxStatus.SENT and parent.slack_ts:
+                if method == "chat_update":
+                    payload["ts"] = parent.slack_ts
+                    payload["channel"] = parent.slack_channel or payload.get("channel")
+                else:
+                    payload["thread_ts"] = parent.slack_ts
+                    if parent.slack_channel and not payload.get("channel"):
+                        payload["channel"] = parent.slack_channel
+            elif method == "chat_update":
+                row.status = OutboxStatus.FAILED
+                row.last_error = f"nothing to update: {row.thread_key} was not sent"
+                return 0
+        channel = payload.get("channel")
+        pace_key = channel if method in SENDING_METHODS and channel else None
+        mono = clock()
+        with _PACER.lock:
+            if _PACER.blocked_until.get(method, 0.0) > mono:
+                return 0
+            if pace_key is not None:
+                if pace_key in held_channels:
+                    return 0
+                last = _PACER.last_post.get(pace_key)
+                if last is not None and mono - last < per_channel_interval:
+                    held_channels.add(pace_key)
+                    return 0
+        # Claim the row so a second dispatcher (another process) skips it while we send.
+        attempts = row.attempts + 1
+        key = row.idempotency_key
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row.id)
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+            .where(OutboxMessage.attempts == row.attempts)
+            .where(
+                or_(OutboxMessage.next_attempt_at <= now, OutboxMessage.next_attempt_at.is_(None))
+            )
+            .values(attempts=attempts, next_attempt_at=now + timedelta(seconds=CLAIM_S))
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    if not claimed:
+        return 0
+
+    if pace_key is not None:
+        with _PACER.lock:
+            _PACER.last_post[pace_key] = clock()
+    error: str | None = None
+    retry_at: datetime | None = None
+    fatal = False
+    response: Any = None
+    try:
+        response = _call(client, method, payload)
+    except SlackApiError as exc:
+        code = (exc.response.get("error") if exc.response is not None else None) or str(exc)
+        status = getattr(exc.response, "status_code", None)
+        error = f"{code} (HTTP {status})"
+        if code == "ratelimited" or status == 429:
+            wait = _retry_after(exc)
+            with _PACER.lock:
+                _PACER.blocked_until[method] = clock() + wait
+            retry_at = utcnow() + timedelta(seconds=wait)
+            attempts -= 1  # being told to wait is not a failed attempt
+        elif code in FATAL_ERRORS:
+            fatal = True
+        else:
+            retry_at = utcnow() + timedelta(seconds=_backoff(attempts))
+    except Exception as exc:  # network errors, timeouts: try again later
+        error = f"{type(exc).__name__}: {exc}"
+        retry_at = utcnow() + timedelta(seconds=_backoff(attempts))
+
+    with session_scope(session_factory) as session:
+        row = session.get(OutboxMessage, row_id)
+        assert row is not None
+        if error is None:
+            row.status = OutboxStatus.SENT
+            row.sent_at = utcnow()
+            row.last_error = None
+            data = getattr(response, "data", None) or {}
+            if isinstance(data, dict):
+                row.slack_ts = data.get("ts") or (data.get("message") or {}).get("ts")
+                row.slack_channel = data.get("channel") or payload.get("channel")
+            return 1
+        row.last_error = error[:2000]
+        row.attempts = attempts
+        if fatal or attempts >= MAX_ATTEMPTS:
+            row.status = OutboxStatus.FAILED
+            log.error("outbox %s gave up after %d attempts: %s", key, attempts, error)
+        else:
+            row.next_attempt_at = retry_at or utcnow()
+            log.warning("outbox %s failed (%s); retrying at %s", key, error, row.next_attempt_at)
+    return 0
+
+
+def pending_count(*, session: Session) -> int:
+    from sqlalchemy import func
+
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+        )
+        or 0
+    )
+
+
+class Dispatcher:
+    """A daemon thread sending the outbox; ``wake()`` after enqueueing sends without waiting."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        client: Any,
+        interval: float = 0.5,
+        per_channel_interval: float = PER_CHANNEL_INTERVAL_S,
+    ) -> None:
+        self.session_factory = session_factory
+        self.client = client
+        self.interval = interval
+        self.per_channel_interval = per_channel_interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Dispatcher:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+            self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        return dispatch_pending(
+            session_factory=self.session_factory,
+            client=self.client,
+            per_channel_interval=self.per_channel_interval,
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the database may be briefly unavailable; keep the thread alive
+                log.exception("outbox dispatch failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
