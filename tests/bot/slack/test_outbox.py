@@ -7,10 +7,9 @@ from datetime import timedelta
 import pytest
 from slack_sdk import WebClient
 
+from bot import outbox
 from storage.db import session_factory, session_scope, upgrade_database
 from storage.models import OutboxMessage, OutboxStatus, utcnow
-
-from bot import outbox
 
 
 @pytest.fixture
