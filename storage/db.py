@@ -6,11 +6,32 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Tables created and owned by libraries (APScheduler's job store, kombu's SQLAlchemy broker, Celery's
+# result backend) in the same database: our migrations neither create nor compare them.
+LIBRARY_TABLES = frozenset(
+    {
+        "apscheduler_jobs",
+        "kombu_message",
+        "kombu_queue",
+        "celery_taskmeta",
+        "celery_tasksetmeta",
+    }
+)
+
+
+class DatabaseNotReady(RuntimeError):
+    """The database is unreachable, missing, or not migrated to the code's schema."""
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -23,13 +44,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL; None for in-memory databases and other backends."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password masked, for messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the pragmas and pool settings each backend needs."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)  # type: ignore[arg-type]
+    if is_sqlite(url):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+    return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
 @lru_cache(maxsize=8)
@@ -57,19 +95,73 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    """Alembic filter: leave the libraries' tables (and their indexes) alone."""
+    if type_ == "table" and name in LIBRARY_TABLES:
+        return False
+    table = getattr(obj, "table", None)
+    return not (table is not None and table.name in LIBRARY_TABLES)
+
+
+def alembic_config(url: str) -> Config:
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 
 def upgrade_database(url: str, *, revision: str = "head") -> None:
-    """Apply migrations; a database already at ``revision`` is left untouched."""
+    """Apply migrations; a database already at ``revision`` is left untouched.
+
+    Safe to run from several processes at once: the migration holds a lock (an advisory lock on
+    PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) and runs in one transaction, so the second runner
+    waits and then finds nothing to do, and a failure leaves the schema as it was.
+    """
     from alembic import command
 
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+def database_revision(url: str) -> str | None:
+    """The migration a database is at (None: never migrated); never creates a SQLite file."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.pool import NullPool
+
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise DatabaseNotReady(f"no database file at {path}; run `circuitboard db upgrade`")
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except Exception as exc:  # a health check reports why, whatever the driver raised
+        raise DatabaseNotReady(f"cannot reach {redact_url(url)}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def check_database(url: str) -> str:
+    """The database's revision if it is reachable and at head; DatabaseNotReady otherwise."""
+    current = database_revision(url)
+    head = head_revision()
+    if current != head:
+        raise DatabaseNotReady(
+            f"database {redact_url(url)} is at {current or 'no revision'}, the code needs {head};"
+            " run `circuitboard db upgrade`"
+        )
+    return current

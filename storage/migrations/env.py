@@ -1,50 +1,88 @@
-"""Alembic environment: the models' metadata is the target; tables owned by libraries are ignored."""
+"""Alembic environment: the models' metadata is the target; tables owned by libraries are ignored.
+
+Every upgrade runs in one transaction under a lock, so concurrent runners (the bot and a worker
+starting together) serialise and a failed migration leaves the schema untouched:
+- PostgreSQL: DDL is transactional; a transaction-scoped advisory lock serialises runners.
+- SQLite: the driver's implicit transactions are replaced by an explicit ``BEGIN IMMEDIATE``
+  (takes the write lock up front, waits for ``busy_timeout``), and foreign keys are switched off
+  while migrating: batch migrations rebuild a table by copy-and-drop, and a DROP with foreign keys
+  on would fire ON DELETE CASCADE into the child tables. ``PRAGMA foreign_key_check`` runs before
+  the commit instead.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
+from sqlalchemy import Connection, event, text
+from sqlalchemy.pool import NullPool
 
-from storage.db import make_engine
-from storage.models import Base
+from storage.db import include_object, make_engine
+from storage.models import Base, UTCDateTime
 
-# Tables created and owned by libraries, not by our migrations.
-LIBRARY_TABLES = {
-    "apscheduler_jobs",
-    "kombu_message",
-    "kombu_queue",
-    "celery_taskmeta",
-    "celery_tasksetmeta",
-}
+# Any constant: the key of the advisory lock held while migrating a PostgreSQL database.
+POSTGRES_MIGRATION_LOCK = 0x63697263_62640001
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    if type_ == "table" and name in LIBRARY_TABLES:
-        return False
-    table = getattr(obj, "table", None)
-    return not (table is not None and table.name in LIBRARY_TABLES)
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Render our column types as plain SQLAlchemy ones, so migrations never import the models."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _sqlite_migration_connection(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    dbapi_connection.isolation_level = None  # we say BEGIN ourselves
+    dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _before_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": POSTGRES_MIGRATION_LOCK}
+        )
+
+
+def _after_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows violating foreign keys: {broken[:10]}")
 
 
 def run_migrations() -> None:
     config = context.config
-    url = config.get_main_option("sqlalchemy.url")
-    connectable = config.attributes.get("connection")
-    options = dict(
+    options: dict[str, Any] = dict(
         target_metadata=Base.metadata,
         include_object=include_object,
         compare_type=True,
         render_as_batch=True,  # SQLite can only ALTER by copying the table
+        render_item=render_item,
     )
-    if connectable is not None:
+    connectable = config.attributes.get("connection")
+    if connectable is not None:  # the caller owns the connection and its transaction
         context.configure(connection=connectable, **options)
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(url)
+
+    engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_migration_connection)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        options["transactional_ddl"] = True
     try:
         with engine.connect() as connection:
             context.configure(connection=connection, **options)
             with context.begin_transaction():
+                _before_migrations(connection)
                 context.run_migrations()
+                _after_migrations(connection)
     finally:
         engine.dispose()
 

@@ -2,15 +2,13 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:05:02.232295
+Create Date: 2026-11-25 15:09:32.885936
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
-import storage.models
 
 revision = "0001"
 down_revision = None
@@ -23,7 +21,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("actor_id", sa.String(length=32), nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("target", sa.String(length=255), nullable=True),
@@ -40,7 +38,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("content", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("length(sha256) = 64", name=op.f("ck_blobs_sha256_length")),
         sa.PrimaryKeyConstraint("sha256", name=op.f("pk_blobs")),
     )
@@ -57,12 +55,12 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("slack_channel", sa.String(length=32), nullable=True),
         sa.Column("slack_ts", sa.String(length=32), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", storage.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_outbox_messages_attempts_non_negative")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_messages")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_messages_idempotency_key")),
@@ -75,7 +73,7 @@ def upgrade() -> None:
     op.create_table(
         "processed_events",
         sa.Column("key", sa.String(length=255), nullable=False),
-        sa.Column("received_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_processed_events")),
     )
     op.create_table(
@@ -85,7 +83,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("weights_sha256", sa.String(length=64), nullable=False),
         sa.Column("title", sa.String(length=255), nullable=False),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_puzzle_versions")),
         sa.UniqueConstraint("slug", "version", name="uq_puzzle_versions_slug_version"),
     )
@@ -94,14 +92,14 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("display_name", sa.String(length=255), nullable=True),
         sa.Column("dm_channel", sa.String(length=32), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_slack_users")),
     )
     op.create_table(
         "admins",
         sa.Column("user_id", sa.String(length=32), nullable=False),
         sa.Column("granted_by", sa.String(length=32), nullable=True),
-        sa.Column("granted_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["user_id"],
             ["slack_users.id"],
@@ -115,8 +113,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("puzzle_version_id", sa.Integer(), nullable=False),
         sa.Column("channel_id", sa.String(length=32), nullable=False),
-        sa.Column("opens_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("closes_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("opens_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("closes_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "status",
             sa.Enum(
@@ -131,7 +129,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("created_by", sa.String(length=32), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("closes_at > opens_at", name=op.f("ck_rounds_closes_after_opens")),
         sa.ForeignKeyConstraint(
             ["puzzle_version_id"],
@@ -154,7 +152,7 @@ def upgrade() -> None:
         sa.Column("round_id", sa.Integer(), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
-        sa.Column("release_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("release_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "status",
             sa.Enum(
@@ -167,9 +165,9 @@ def upgrade() -> None:
             ),
             nullable=False,
         ),
-        sa.Column("released_at", storage.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_by", sa.String(length=32), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["round_id"], ["rounds.id"], name=op.f("fk_hints_round_id_rounds"), ondelete="CASCADE"
         ),
@@ -205,14 +203,14 @@ def upgrade() -> None:
         sa.Column("message", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(length=255), nullable=True),
-        sa.Column("lease_expires_at", storage.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("queue", sa.String(length=32), nullable=True),
         sa.Column("slack_file_id", sa.String(length=64), nullable=True),
         sa.Column("dm_channel", sa.String(length=32), nullable=True),
         sa.Column("thread_ts", sa.String(length=32), nullable=True),
         sa.Column("writeup_url", sa.String(length=1024), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_submissions_attempts_non_negative")),
         sa.ForeignKeyConstraint(
             ["blob_sha256"],
@@ -259,9 +257,9 @@ def upgrade() -> None:
         sa.Column("submission_id", sa.Integer(), nullable=True),
         sa.Column("link", sa.String(length=1024), nullable=True),
         sa.Column("awarded_by", sa.String(length=32), nullable=False),
-        sa.Column("awarded_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("awarded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("revoked_by", sa.String(length=32), nullable=True),
-        sa.Column("revoked_at", storage.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["round_id"],
             ["rounds.id"],
@@ -309,7 +307,7 @@ def upgrade() -> None:
         sa.Column("runtime_s", sa.Float(), nullable=True),
         sa.Column("device", sa.String(length=32), nullable=True),
         sa.Column("engine_version", sa.String(length=32), nullable=True),
-        sa.Column("created_at", storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["submission_id"],
             ["submissions.id"],
