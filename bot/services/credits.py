@@ -1,0 +1,297 @@
+"""Credits: "best solution" and "honourable mention" awarded by admins, revocable, audited.
+
+At most one best solution per round unless every best of that round is marked joint. The schema's
+partial unique index is the real guard (two admins racing); this module checks first so the
+admin gets a clear message, and maps the index's IntegrityError to the same message.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.models import (
+    Admin,
+    AuditLog,
+    Credit,
+    CreditKind,
+    Round,
+    SlackUser,
+    Submission,
+    utcnow,
+)
+
+
+class CreditError(ValueError):
+    """An award or revocation that cannot be done; the message is shown to the admin as is."""
+
+
+class NotAllowed(PermissionError):
+    """The actor is not an admin (the refusal is audited too)."""
+
+
+KIND_ALIASES = {
+    "best": CreditKind.BEST_SOLUTION,
+    "best_solution": CreditKind.BEST_SOLUTION,
+    "best-solution": CreditKind.BEST_SOLUTION,
+    "mention": CreditKind.HONOURABLE_MENTION,
+    "honourable": CreditKind.HONOURABLE_MENTION,
+    "honorable": CreditKind.HONOURABLE_MENTION,
+    "honourable_mention": CreditKind.HONOURABLE_MENTION,
+    "honourable-mention": CreditKind.HONOURABLE_MENTION,
+    "honorable_mention": CreditKind.HONOURABLE_MENTION,
+    "hm": CreditKind.HONOURABLE_MENTION,
+}
+KIND_LABELS = {
+    CreditKind.BEST_SOLUTION: "best solution",
+    CreditKind.HONOURABLE_MENTION: "honourable mention",
+}
+
+
+def parse_kind(value: str | CreditKind) -> CreditKind:
+    """``best`` / ``mention`` (and their spellings) as a CreditKind; CreditError lists the choices."""
+    if isinstance(value, CreditKind):
+        return value
+    kind = KIND_ALIASES.get(value.strip().lower())
+    if kind is None:
+        raise CreditError(f"unknown credit kind {value!r}; use `best` or `mention`")
+    return kind
+
+
+def _is_admin(session: Session, user_id: str) -> bool:
+    # TODO(issue 7): switch to bot.services.admins.is_admin once it lands.
+    from bot.settings import get_settings
+
+    return user_id in get_settings().admins or session.get(Admin, user_id) is not None
+
+
+def _audit(
+    session: Session,
+    *,
+    actor_id: str,
+    action: str,
+    target: str | None,
+    allowed: bool,
+    details: dict[str, Any],
+    now: datetime,
+) -> None:
+    # TODO(issue 7): switch to bot.services.admins.audit(...) once it lands.
+    session.add(
+        AuditLog(
+            at=now,
+            actor_id=actor_id,
+            action=action,
+            target=target,
+            allowed=allowed,
+            details=details,
+        )
+    )
+    session.flush()
+
+
+def _require_admin(
+    session: Session,
+    *,
+    actor_id: str,
+    action: str,
+    target: str,
+    details: dict[str, Any],
+    now: datetime,
+) -> None:
+    if _is_admin(session, actor_id):
+        return
+    # The refusal is recorded in its own transaction: the caller's rolls back on NotAllowed.
+    with Session(bind=session.get_bind()) as audit_session, audit_session.begin():
+        _audit(
+            audit_session,
+            actor_id=actor_id,
+            action=action,
+            target=target,
+            allowed=False,
+            details=details,
+            now=now,
+        )
+    raise NotAllowed("only puzzle admins can award or revoke credits")
+
+
+def _check_link(link: str | None) -> str | None:
+    if link is None or not link.strip():
+        return None
+    link = link.strip().strip("<>").split("|", 1)[0]  # Slack wraps links as <url|label>
+    parsed = urlparse(link)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise CreditError(f"the link must be an http(s) URL, got {link!r}")
+    return link
+
+
+def _unrevoked(session: Session, *, round_id: int) -> list[Credit]:
+    return list(
+        session.scalars(
+            select(Credit)
+            .where(Credit.round_id == round_id, Credit.revoked_at.is_(None))
+            .order_by(Credit.awarded_at, Credit.id)
+        )
+    )
+
+
+def award(
+    *,
+    session: Session,
+    actor_id: str,
+    round_id: int,
+    user_id: str,
+    kind: str | CreditKind,
+    note: str = "",
+    submission_id: int | None = None,
+    link: str | None = None,
+    joint: bool = False,
+    now: datetime | None = None,
+) -> Credit:
+    """Award a credit for a round; refused (CreditError) if it would be a second best solution.
+
+    Without a ``link``, the submission's write-up URL (if any) is used.
+    """
+    now = now or utcnow()
+    kind = parse_kind(kind)
+    target = f"round:{round_id}:user:{user_id}"
+    details: dict[str, Any] = {
+        "kind": kind.value,
+        "note": note,
+        "joint": joint,
+        "submission_id": submission_id,
+        "link": link,
+    }
+    _require_admin(
+        session, actor_id=actor_id, action="credit.award", target=target, details=details, now=now
+    )
+    round_ = session.get(Round, round_id)
+    if round_ is None:
+        raise CreditError(f"no round with id {round_id}")
+    link = _check_link(link)
+    if submission_id is not None:
+        submission = session.get(Submission, submission_id)
+        if submission is None or submission.round_id != round_id or submission.user_id != user_id:
+            raise CreditError(
+                f"submission {submission_id} is not <@{user_id}>'s submission for round {round_id}"
+            )
+        link = link or submission.writeup_url
+    if session.get(SlackUser, user_id) is None:
+        session.add(SlackUser(id=user_id))
+        session.flush()
+
+    existing = _unrevoked(session, round_id=round_id)
+    if any(c.user_id == user_id and c.kind == kind for c in existing):
+        raise CreditError(f"<@{user_id}> already holds a {KIND_LABELS[kind]} for round {round_id}")
+    bests = [c for c in existing if c.kind == CreditKind.BEST_SOLUTION]
+    if kind == CreditKind.BEST_SOLUTION and bests and not (joint and all(c.joint for c in bests)):
+        raise _second_best(round_id, bests)
+
+    credit = Credit(
+        round_id=round_id,
+        user_id=user_id,
+        kind=kind,
+        joint=joint,
+        note=note,
+        submission_id=submission_id,
+        link=link,
+        awarded_by=actor_id,
+        awarded_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(credit)
+    except IntegrityError as exc:
+        if "uq_credits_one_best_per_round" in str(exc.orig) or "credits.round_id" in str(exc.orig):
+            raise _second_best(round_id, _unrevoked(session, round_id=round_id)) from exc
+        raise
+    details["link"] = link
+    details["credit_id"] = credit.id
+    _audit(
+        session,
+        actor_id=actor_id,
+        action="credit.award",
+        target=target,
+        allowed=True,
+        details=details,
+        now=now,
+    )
+    return credit
+
+
+def _second_best(round_id: int, existing: list[Credit]) -> CreditError:
+    holders = (
+        ", ".join(f"<@{c.user_id}>" for c in existing if c.kind == CreditKind.BEST_SOLUTION)
+        or "someone else"
+    )
+    return CreditError(
+        f"round {round_id} already has a best solution ({holders}). Revoke it first, or award "
+        "joint best solutions (every best of the round must then be marked joint)."
+    )
+
+
+def revoke(
+    *,
+    session: Session,
+    actor_id: str,
+    credit_id: int,
+    reason: str = "",
+    now: datetime | None = None,
+) -> Credit:
+    """Revoke a credit; the row stays for the record, the leaderboards stop counting it."""
+    now = now or utcnow()
+    target = f"credit:{credit_id}"
+    details: dict[str, Any] = {"reason": reason}
+    _require_admin(
+        session, actor_id=actor_id, action="credit.revoke", target=target, details=details, now=now
+    )
+    credit = session.get(Credit, credit_id)
+    if credit is None:
+        raise CreditError(f"no credit with id {credit_id}")
+    if credit.revoked_at is not None:
+        raise CreditError(f"credit {credit_id} was already revoked by <@{credit.revoked_by}>")
+    credit.revoked_at = now
+    credit.revoked_by = actor_id
+    details.update(round_id=credit.round_id, user_id=credit.user_id, kind=credit.kind.value)
+    _audit(
+        session,
+        actor_id=actor_id,
+        action="credit.revoke",
+        target=target,
+        allowed=True,
+        details=details,
+        now=now,
+    )
+    return credit
+
+
+def for_round(*, session: Session, round_id: int, include_revoked: bool = False) -> list[Credit]:
+    """A round's credits, best solutions first, then in award order."""
+    query = select(Credit).where(Credit.round_id == round_id)
+    if not include_revoked:
+        query = query.where(Credit.revoked_at.is_(None))
+    credits = list(session.scalars(query.order_by(Credit.awarded_at, Credit.id)))
+    return sorted(credits, key=lambda c: c.kind != CreditKind.BEST_SOLUTION)
+
+
+def for_user(*, session: Session, user_id: str, include_revoked: bool = False) -> list[Credit]:
+    query = select(Credit).where(Credit.user_id == user_id)
+    if not include_revoked:
+        query = query.where(Credit.revoked_at.is_(None))
+    return list(session.scalars(query.order_by(Credit.awarded_at, Credit.id)))
+
+
+__all__ = [
+    "KIND_LABELS",
+    "CreditError",
+    "NotAllowed",
+    "award",
+    "for_round",
+    "for_user",
+    "parse_kind",
+    "revoke",
+]

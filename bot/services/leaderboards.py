@@ -1,0 +1,512 @@
+"""Round and all-time leaderboards, computed from the verdicts in one or two SQL queries each.
+
+Only the newest verdict of a submission counts (re-verification can raise or lower a rank). During
+a round the ranking uses the public held-out score; the private held-out score is revealed, and
+ranks by, once the round is closed, so nobody can tune a solution to the numbers shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, literal, select, update
+from sqlalchemy.orm import Session, aliased
+
+from storage.models import (
+    Credit,
+    CreditKind,
+    OutboxMessage,
+    OutboxStatus,
+    Round,
+    RoundStatus,
+    SlackUser,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+    utcnow,
+)
+
+# Submissions that never rank, whatever verdict they carry (an admin cancelled or rejected them).
+EXCLUDED_STATUSES = (SubmissionStatus.CANCELLED, SubmissionStatus.REJECTED)
+CLOSED_STATUSES = (RoundStatus.CLOSED, RoundStatus.SOLUTIONS_POSTED)
+WAITING_STATUSES = (SubmissionStatus.RECEIVED, SubmissionStatus.QUEUED, SubmissionStatus.RUNNING)
+
+
+class LeaderboardError(LookupError):
+    """The round asked for does not exist (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    """How a puzzle's primary score ranks: its metric name and direction."""
+
+    metric: str = "score"
+    higher_is_better: bool = True
+    checks_total: int | None = None
+
+
+@dataclass(frozen=True)
+class RoundEntry:
+    rank: int
+    user_id: str
+    display_name: str | None
+    submission_id: int
+    submitted_at: datetime
+    passed: bool
+    checks_passed: int
+    public_score: float | None
+    private_score: float | None  # None until the round is closed
+    attempts: int  # the user's submissions in this round
+    latest_status: SubmissionStatus
+    writeup_url: str | None
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.user_id
+
+
+@dataclass(frozen=True)
+class RoundLeaderboard:
+    round_id: int
+    puzzle_slug: str
+    puzzle_title: str
+    channel_id: str
+    opens_at: datetime
+    closes_at: datetime
+    revealed: bool  # the round is closed: private scores shown and used for ranking
+    rule: ScoreRule
+    entries: list[RoundEntry]
+    participants: int  # users with at least one submission
+    submissions: int
+    solvers: int  # users whose best submission passes every check
+    pending_users: list[str] = field(default_factory=list)  # unranked, a verdict on its way
+
+    def entry_for(self, user_id: str) -> RoundEntry | None:
+        return next((e for e in self.entries if e.user_id == user_id), None)
+
+
+@dataclass(frozen=True)
+class AllTimeEntry:
+    rank: int
+    user_id: str
+    display_name: str | None
+    best_solutions: int
+    honourable_mentions: int
+    rounds_solved: int
+    current_streak: int
+    longest_streak: int
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.user_id
+
+
+@dataclass(frozen=True)
+class AllTimeLeaderboard:
+    entries: list[AllTimeEntry]
+    rounds_counted: int
+
+
+def score_rule(slug: str) -> ScoreRule:
+    """The ranking rule from the catalog's ``[verify]`` table; "loss" is the one lower-is-better metric.
+
+    A puzzle missing from the catalog (retired, or a test fixture) ranks higher-is-better.
+    """
+    from puzzles.catalog import CatalogError, UnknownPuzzle, get_puzzle
+
+    try:
+        verify = get_puzzle(slug).verify
+    except (UnknownPuzzle, CatalogError):
+        return ScoreRule()
+    metric = str(verify.get("metric", "score"))
+    higher = verify.get("higher_is_better")
+    if higher is None:
+        higher = metric != "loss"
+    checks = verify.get("checks")
+    return ScoreRule(
+        metric=metric,
+        higher_is_better=bool(higher),
+        checks_total=len(checks) if isinstance(checks, list) else None,
+    )
+
+
+def is_revealed(round_: Round, *, now: datetime) -> bool:
+    """Private scores show once the round is closed by status or by its closing time."""
+    return round_.status in CLOSED_STATUSES or now >= round_.closes_at
+
+
+def _newest_verdict_condition() -> Any:
+    """``Verdict`` is the newest attempt of its submission (uses the (submission_id, attempt) key)."""
+    newer = aliased(Verdict)
+    return Verdict.attempt == (
+        select(func.max(newer.attempt))
+        .where(newer.submission_id == Verdict.submission_id)
+        .scalar_subquery()
+    )
+
+
+def round_leaderboard(
+    *,
+    session: Session,
+    round_id: int,
+    now: datetime | None = None,
+    rule: ScoreRule | None = None,
+    reveal: bool | None = None,
+) -> RoundLeaderboard:
+    """Each user's best verified submission, ranked by checks passed, score, then earliest upload.
+
+    ``reveal`` overrides whether the round counts as closed (default: from status and ``now``);
+    ``rule`` overrides the catalog's score direction.
+    """
+    now = now or utcnow()
+    round_ = session.get(Round, round_id)
+    if round_ is None:
+        raise LeaderboardError(f"no round with id {round_id}")
+    slug = round_.puzzle_version.slug
+    rule = rule or score_rule(slug)
+    revealed = is_revealed(round_, now=now) if reveal is None else reveal
+
+    score = (
+        func.coalesce(Verdict.private_score, Verdict.public_score)
+        if revealed
+        else Verdict.public_score
+    )
+    score_order = score.desc().nulls_last() if rule.higher_is_better else score.asc().nulls_last()
+    best_first = (
+        Verdict.checks_passed.desc(),
+        score_order,
+        Submission.created_at.asc(),
+        Submission.id.asc(),
+    )
+    candidates = (
+        select(
+            Submission.user_id,
+            Submission.id.label("submission_id"),
+            Submission.created_at,
+            Submission.writeup_url,
+            Verdict.passed,
+            Verdict.checks_passed,
+            Verdict.public_score,
+            Verdict.private_score,
+            score.label("score"),
+            func.row_number().over(partition_by=Submission.user_id, order_by=best_first).label("n"),
+        )
+        .join(Verdict, Verdict.submission_id == Submission.id)
+        .where(
+            Submission.round_id == round_id,
+            Submission.status.not_in(EXCLUDED_STATUSES),
+            Submission.created_at < round_.closes_at,
+            _newest_verdict_condition(),
+        )
+        .subquery()
+    )
+    key_score = (
+        candidates.c.score.desc().nulls_last()
+        if rule.higher_is_better
+        else candidates.c.score.asc().nulls_last()
+    )
+    best_rows = session.execute(
+        select(candidates, SlackUser.display_name)
+        .join(SlackUser, SlackUser.id == candidates.c.user_id)
+        .where(candidates.c.n == 1)
+        .order_by(
+            candidates.c.checks_passed.desc(),
+            key_score,
+            candidates.c.created_at.asc(),
+            candidates.c.submission_id.asc(),
+        )
+    ).all()
+
+    # Every user's submission count and latest status (including those still waiting for a verdict).
+    per_user = (
+        select(
+            Submission.user_id,
+            Submission.status,
+            func.count().over(partition_by=Submission.user_id).label("attempts"),
+            func.row_number()
+            .over(
+                partition_by=Submission.user_id,
+                order_by=(Submission.created_at.desc(), Submission.id.desc()),
+            )
+            .label("n"),
+        )
+        .where(Submission.round_id == round_id)
+        .subquery()
+    )
+    stats = {
+        row.user_id: (row.attempts, row.status)
+        for row in session.execute(
+            select(per_user.c.user_id, per_user.c.status, per_user.c.attempts).where(
+                per_user.c.n == 1
+            )
+        )
+    }
+
+    entries: list[RoundEntry] = []
+    previous_key: tuple[Any, ...] | None = None
+    for position, row in enumerate(best_rows, start=1):
+        key = (row.checks_passed, row.score, row.created_at)
+        rank = entries[-1].rank if key == previous_key else position
+        previous_key = key
+        attempts, latest = stats.get(row.user_id, (1, SubmissionStatus.VERIFIED))
+        entries.append(
+            RoundEntry(
+                rank=rank,
+                user_id=row.user_id,
+                display_name=row.display_name,
+                submission_id=row.submission_id,
+                submitted_at=row.created_at,
+                passed=bool(row.passed),
+                checks_passed=row.checks_passed,
+                public_score=row.public_score,
+                private_score=row.private_score if revealed else None,
+                attempts=attempts,
+                latest_status=SubmissionStatus(latest),
+                writeup_url=row.writeup_url,
+            )
+        )
+    ranked = {e.user_id for e in entries}
+    return RoundLeaderboard(
+        round_id=round_.id,
+        puzzle_slug=slug,
+        puzzle_title=round_.puzzle_version.title,
+        channel_id=round_.channel_id,
+        opens_at=round_.opens_at,
+        closes_at=round_.closes_at,
+        revealed=revealed,
+        rule=rule,
+        entries=entries,
+        participants=len(stats),
+        submissions=sum(a for a, _ in stats.values()),
+        solvers=sum(
+            1
+            for e in entries
+            if e.passed and (rule.checks_total is None or e.checks_passed >= rule.checks_total)
+        ),
+        pending_users=sorted(
+            u for u, (_, status) in stats.items() if u not in ranked and status in WAITING_STATUSES
+        ),
+    )
+
+
+def _counted_rounds(*, session: Session, now: datetime) -> list[Round]:
+    """Rounds that have opened and were not cancelled, oldest first: the sequence streaks run over."""
+    return list(
+        session.scalars(
+            select(Round)
+            .where(Round.status != RoundStatus.CANCELLED, Round.opens_at <= now)
+            .order_by(Round.opens_at, Round.id)
+        )
+    )
+
+
+def all_time_leaderboard(
+    *, session: Session, now: datetime | None = None, limit: int | None = None
+) -> AllTimeLeaderboard:
+    """Credits, rounds solved and streaks of consecutive rounds solved, for everyone who has any.
+
+    A round is solved by a user when the newest verdict of one of their submissions passed. The
+    current streak is not broken by the open round the user has not solved yet.
+    """
+    now = now or utcnow()
+    rounds = _counted_rounds(session=session, now=now)
+    ordinal = {r.id: i for i, r in enumerate(rounds, start=1)}
+    latest = len(rounds)
+    latest_open = bool(rounds) and not is_revealed(rounds[-1], now=now)
+    current_from = latest - 1 if latest_open else latest
+
+    solved_pairs = (
+        select(Submission.user_id, Submission.round_id)
+        .join(Verdict, Verdict.submission_id == Submission.id)
+        .join(Round, Round.id == Submission.round_id)
+        .where(
+            Verdict.passed.is_(True),
+            _newest_verdict_condition(),
+            Submission.status.not_in(EXCLUDED_STATUSES),
+            Submission.created_at < Round.closes_at,
+            Round.status != RoundStatus.CANCELLED,
+            Round.opens_at <= now,
+        )
+        .distinct()
+        .subquery()
+    )
+    round_index = case(ordinal, value=solved_pairs.c.round_id, else_=literal(0)) if ordinal else 0
+    indexed = select(
+        solved_pairs.c.user_id,
+        round_index.label("idx"),
+        (
+            round_index
+            - func.row_number().over(partition_by=solved_pairs.c.user_id, order_by=round_index)
+        ).label("island"),
+    ).subquery()
+    runs = (
+        select(
+            indexed.c.user_id,
+            func.count().label("length"),
+            func.max(indexed.c.idx).label("last"),
+        )
+        .group_by(indexed.c.user_id, indexed.c.island)
+        .subquery()
+    )
+    streak_rows = session.execute(
+        select(
+            runs.c.user_id,
+            func.sum(runs.c.length).label("solved"),
+            func.max(runs.c.length).label("longest"),
+            func.max(case((runs.c.last >= current_from, runs.c.length), else_=0)).label("current"),
+        ).group_by(runs.c.user_id)
+    ).all()
+
+    credit_rows = session.execute(
+        select(
+            Credit.user_id,
+            func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)).label("best"),
+            func.sum(case((Credit.kind == CreditKind.HONOURABLE_MENTION, 1), else_=0)).label(
+                "mentions"
+            ),
+        )
+        .where(Credit.revoked_at.is_(None))
+        .group_by(Credit.user_id)
+    ).all()
+
+    totals: dict[str, list[int]] = {}
+    for row in streak_rows:
+        totals[row.user_id] = [0, 0, int(row.solved), int(row.current or 0), int(row.longest)]
+    for row in credit_rows:
+        stats = totals.setdefault(row.user_id, [0, 0, 0, 0, 0])
+        stats[0], stats[1] = int(row.best or 0), int(row.mentions or 0)
+
+    ordered = sorted(
+        totals.items(),
+        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
+    )
+    if limit is not None:
+        ordered = ordered[:limit]
+    names = dict(
+        session.execute(
+            select(SlackUser.id, SlackUser.display_name).where(
+                SlackUser.id.in_([user for user, _ in ordered])
+            )
+        ).all()
+    )
+    entries: list[AllTimeEntry] = []
+    previous: list[int] | None = None
+    for position, (user_id, stats) in enumerate(ordered, start=1):
+        rank = entries[-1].rank if stats == previous else position
+        previous = stats
+        best, mentions, solved, current, longest = stats
+        entries.append(
+            AllTimeEntry(
+                rank=rank,
+                user_id=user_id,
+                display_name=names.get(user_id),
+                best_solutions=best,
+                honourable_mentions=mentions,
+                rounds_solved=solved,
+                current_streak=current,
+                longest_streak=longest,
+            )
+        )
+    return AllTimeLeaderboard(entries=entries, rounds_counted=len(rounds))
+
+
+# --- the pinned leaderboard message in the round's channel -----------------------------------
+
+
+def pinned_key(round_id: int) -> str:
+    return f"round:{round_id}:leaderboard"
+
+
+def refresh_pinned_leaderboard(
+    *, session: Session, round_id: int, now: datetime | None = None
+) -> OutboxMessage | None:
+    """Queue the pinned leaderboard post, or an edit of it carrying the current standings.
+
+    The first call posts (key ``round:{id}:leaderboard``); later calls queue ``chat_update``s keyed
+    ``round:{id}:leaderboard:update:{n}`` whose ``thread_key`` is the post (the outbox fills in the
+    post's ts), and pin the post once its ts is known. Calls coalesce: a post or edit still pending
+    is rewritten in place rather than queueing another, and nothing is queued when the standings
+    have not changed. Returns the row that will carry the fresh content, or None if none needed.
+    """
+    from bot import outbox
+    from bot.views.leaderboard import build_pinned_leaderboard_message
+
+    board = round_leaderboard(session=session, round_id=round_id, now=now)
+    content = build_pinned_leaderboard_message(board)
+    key = pinned_key(round_id)
+    post = outbox.get(session=session, key=key)
+    if post is None:
+        return outbox.enqueue(
+            session=session,
+            key=key,
+            method="chat_postMessage",
+            payload={"channel": board.channel_id, **content},
+        )
+    if post.status == OutboxStatus.SENT and post.slack_ts:
+        outbox.enqueue(
+            session=session,
+            key=f"{key}:pin",
+            method="pins_add",
+            payload={"channel": post.slack_channel or board.channel_id, "timestamp": post.slack_ts},
+        )
+    updates = list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.idempotency_key.like(f"{key}:update:%"))
+            .order_by(OutboxMessage.id)
+        )
+    )
+    last = updates[-1] if updates else post
+    if _content(last.payload) == content:
+        return None
+    if last.status == OutboxStatus.PENDING and _rewrite_pending(session, last, content):
+        return last
+    return outbox.enqueue(
+        session=session,
+        key=f"{key}:update:{len(updates) + 1}",
+        method="chat_update",
+        payload={"channel": board.channel_id, **content},
+        thread_key=key,
+    )
+
+
+def _content(payload: dict[str, Any]) -> dict[str, Any]:
+    return {"text": payload.get("text"), "blocks": payload.get("blocks")}
+
+
+def _rewrite_pending(session: Session, row: OutboxMessage, content: dict[str, Any]) -> bool:
+    """Swap the content of a row not yet sent; False if a dispatcher has already claimed it.
+
+    The dispatcher claims a row only if its attempts are unchanged and ``next_attempt_at`` is not
+    after the moment it started, so moving ``next_attempt_at`` to now also makes a dispatcher that
+    read the old payload skip the row; it sends the new payload on its next pass.
+    """
+    result = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == row.id,
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.attempts == row.attempts,
+        )
+        .values(payload={**row.payload, **content}, next_attempt_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount == 1
+
+
+__all__ = [
+    "AllTimeEntry",
+    "AllTimeLeaderboard",
+    "LeaderboardError",
+    "RoundEntry",
+    "RoundLeaderboard",
+    "ScoreRule",
+    "all_time_leaderboard",
+    "is_revealed",
+    "pinned_key",
+    "refresh_pinned_leaderboard",
+    "round_leaderboard",
+    "score_rule",
+]
