@@ -64,7 +64,8 @@ def redact_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the pragmas and pool settings each backend needs."""
     if is_sqlite(url):
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        connect_args = {"timeout": 30, **kwargs.pop("connect_args", {})}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
@@ -145,7 +146,9 @@ def database_revision(url: str) -> str | None:
     path = sqlite_path(url)
     if path is not None and not path.exists():
         raise DatabaseNotReady(f"no database file at {path}; run `circuitboard db upgrade`")
-    engine = make_engine(url, poolclass=NullPool)
+    # A health check must answer quickly, not wait out the driver's default connect timeout.
+    options: dict[str, Any] = {} if is_sqlite(url) else {"connect_args": {"connect_timeout": 5}}
+    engine = make_engine(url, poolclass=NullPool, **options)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
