@@ -27,8 +27,10 @@ def _isolated_settings(tmp_path, monkeypatch) -> Iterator[None]:
         if key.startswith("CIRCUITBOARD_") and not key.startswith("CIRCUITBOARD_TEST_"):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("CIRCUITBOARD_DATA_DIR", str(tmp_path / "data"))
-    from bot.settings import get_settings
+    from bot.settings import Settings, get_settings
 
+    # A developer's .env (real Slack tokens, a production database) must never reach a test.
+    monkeypatch.setitem(Settings.model_config, "env_file", None)
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
