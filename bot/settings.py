@@ -6,15 +6,26 @@ under ``data_dir``, no Slack tokens (console mode), a local worker.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``scheme://user:***@host/...``: a URL safe to print or log."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 class Settings(BaseSettings):
+    """Secrets are ``SecretStr``; URL passwords are masked in ``repr``/``str`` too."""
+
     model_config = SettingsConfigDict(
         env_prefix="CIRCUITBOARD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
@@ -53,6 +64,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_serializer("database_url", "broker_url")
+    def _redact_url_in_dumps(self, value: str | None) -> str | None:
+        return None if value is None else redact_url(value)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in {"database_url", "broker_url"} and isinstance(value, str):
+                value = redact_url(value)
+            yield name, value
 
     @property
     def db_url(self) -> str:
