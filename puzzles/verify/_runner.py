@@ -1,0 +1,155 @@
+"""Child side of the sandbox: runs INSIDE bubblewrap, as an unprivileged uid, with no weights.
+
+Standalone on purpose (stdlib + torch + safetensors, nothing from this repository): it is started
+before a submission exists (torch already imported), says ``ready`` on its control pipe, then reads
+one job from stdin, executes the submission, and leaves its answers as files in its work dir:
+``out/result.json`` (status, CIRCUIT, messages) and ``out/predictions.safetensors``. One job, then exit.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+SUBMISSION_FILENAME = "<submission>"
+MAX_CIRCUIT_ITEMS = 2000
+MAX_CIRCUIT_ITEM_CHARS = 64
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback frames of the submission's own code only (not the runner's)."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if f.filename == SUBMISSION_FILENAME
+    ]
+    lines = traceback.format_list(frames[-8:])
+    lines += traceback.format_exception_only(type(exc), exc)
+    text = "".join(lines)
+    return text[-3000:]
+
+
+def _write_json(path: str, payload: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh)
+
+
+def _check_circuit(value: object) -> tuple[list | None, str | None]:
+    if not isinstance(value, list | tuple):
+        return None, f"CIRCUIT must be a list of strings, not {type(value).__name__}"
+    if len(value) > MAX_CIRCUIT_ITEMS:
+        return None, f"CIRCUIT has {len(value)} entries; at most {MAX_CIRCUIT_ITEMS} are allowed"
+    items = []
+    for item in value:
+        if not isinstance(item, str):
+            return None, f"CIRCUIT entries must be strings like 'L0H1', got {type(item).__name__}"
+        if len(item) > MAX_CIRCUIT_ITEM_CHARS:
+            return None, "a CIRCUIT entry is too long"
+        items.append(str(item))
+    return items, None
+
+
+def _check_predictions(out: object, torch, n: int, k: int, n_classes: int):
+    if not isinstance(out, torch.Tensor):
+        try:
+            out = torch.as_tensor(out)
+        except Exception:
+            return None, f"predict must return a LongTensor of class ids, not {type(out).__name__}"
+    if out.is_floating_point() or out.is_complex():
+        bad = "NaN values" if out.is_floating_point() and bool(torch.isnan(out).any()) else "floats"
+        return None, (
+            f"predict returned {out.dtype} ({bad}); return integer class ids (a LongTensor), "
+            "e.g. logits.argmax(-1)"
+        )
+    if out.dtype == torch.bool:
+        out = out.long()
+    expected = [(n, k)] + ([(n,)] if k == 1 else [])
+    if tuple(out.shape) not in expected:
+        want = " or ".join(str(list(s)) for s in expected)
+        return None, f"predict returned shape {list(out.shape)}; expected {want}"
+    out = out.reshape(n, k).to(torch.int64).contiguous()
+    if n and (int(out.min()) < 0 or int(out.max()) >= n_classes):
+        return None, f"predict returned class ids outside 0..{n_classes - 1}"
+    return out, None
+
+
+def main() -> int:
+    control = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # the submission's prints go to the captured log, never the control pipe
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    torch.set_num_threads(1)
+    control.write("ready\n")
+    control.flush()
+    control.close()
+
+    line = sys.stdin.readline()
+    sys.stdin.close()
+    if not line:
+        return 3
+    job = json.loads(line)
+    os.makedirs("out", exist_ok=True)
+    result: dict = {"status": "ok", "errors": {}, "circuit": None, "has_predict": False}
+
+    def finish() -> int:
+        _write_json("out/result.json", result)
+        sys.stdout.flush()
+        return 0
+
+    with open(job["source"], encoding="utf-8") as fh:
+        source = fh.read()
+    namespace: dict = {"__name__": "submission", "__file__": SUBMISSION_FILENAME}
+    started = time.perf_counter()
+    try:
+        code = compile(source, SUBMISSION_FILENAME, "exec")
+        exec(code, namespace)
+    except MemoryError:
+        result["status"] = "memory"
+        result["message"] = "the submission ran out of memory while loading"
+        return finish()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code too
+        result["status"] = "load_error"
+        result["message"] = "the submission raised an exception while loading:\n" + _user_traceback(
+            exc
+        )
+        return finish()
+    result["load_seconds"] = time.perf_counter() - started
+
+    if "CIRCUIT" in namespace:
+        circuit, error = _check_circuit(namespace["CIRCUIT"])
+        result["circuit"] = circuit
+        if error:
+            result["errors"]["circuit"] = error
+
+    predict = namespace.get("predict")
+    if predict is not None and job.get("tokens"):
+        result["has_predict"] = True
+        if not callable(predict):
+            result["errors"]["predict"] = "predict is defined but is not a function"
+            return finish()
+        tokens = load_file(job["tokens"])["tokens"]
+        n, k, n_classes = tokens.shape[0], int(job["k"]), int(job["n_classes"])
+        started = time.perf_counter()
+        try:
+            with torch.no_grad():
+                out = predict(tokens.clone())
+            out, error = _check_predictions(out, torch, n, k, n_classes)
+        except MemoryError:
+            result["status"] = "memory"
+            result["message"] = "predict ran out of memory"
+            return finish()
+        except BaseException as exc:  # noqa: BLE001
+            out, error = None, "predict raised an exception:\n" + _user_traceback(exc)
+        result["predict_seconds"] = time.perf_counter() - started
+        if error:
+            result["errors"]["predict"] = error
+        else:
+            save_file({"predictions": out}, "out/predictions.safetensors")
+    return finish()
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # do not wait for threads the submission may have left running

@@ -1,0 +1,240 @@
+"""Ablation engine: logits of the puzzle model with chosen components mean- or resample-ablated.
+
+A component is ablated by replacing its activation (a head's ``hook_z``, an MLP's ``hook_mlp_out``)
+at chosen positions by its mean over the evaluation batch (``mean``) or by its value on another,
+randomly paired example (``resample``). The clean model runs once with a cache; a variant then
+starts from the cached residual stream just before its first ablated sublayer, reuses the cached
+activations of that sublayer (its input did not change), skips sublayers that are ablated at every
+position (their output is the ablation value, no compute), and recomputes only the rest. Ablations
+confined to the last sublayer therefore cost nothing but the unembedding: the residual stream is
+linear in the sublayer outputs. Stacking variants into one large batch is slower on CPU than this
+loop (measured 0.3x), so variants run one after another.
+
+``naive_logits`` is the obvious way (one full ``run_with_hooks`` per variant); the benchmark and
+the tests check that both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from puzzles.verify.components import Component
+
+ABLATIONS = ("mean", "resample")
+
+
+@dataclass
+class Mask:
+    """Which activations stay clean: heads ``[layers, seq, heads]``, MLPs ``[layers, seq]``."""
+
+    heads: torch.Tensor
+    mlps: torch.Tensor
+
+
+def _native(model):
+    return getattr(model, "original_model", model)
+
+
+def _softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    return cap * torch.tanh(logits / cap) if cap and cap > 0 else logits
+
+
+class AblationEngine:
+    """The clean run of ``tokens`` with its cache, and fast ablated variants of it."""
+
+    def __init__(
+        self,
+        model,
+        tokens: torch.Tensor,
+        *,
+        answer_positions: Sequence[int],
+        ablation: str = "mean",
+        seed: int = 0,
+    ) -> None:
+        if ablation not in ABLATIONS:
+            raise ValueError(f"ablation must be one of {ABLATIONS}, not {ablation!r}")
+        self.native = _native(model)
+        self.cfg = self.native.cfg
+        self.n_layers = self.cfg.n_layers
+        self.n_heads = self.cfg.n_heads
+        self.attn_only = bool(self.cfg.attn_only)
+        device = next(self.native.parameters()).device
+        self.device = device
+        self.tokens = tokens.to(device)
+        self.batch, self.seq = self.tokens.shape
+        self.answer_positions = torch.as_tensor(list(answer_positions), device=device)
+        self.ablation = ablation
+        with torch.no_grad():
+            self._clean_run()
+            self._ablation_values(seed)
+
+    # -- clean run ---------------------------------------------------------------------------
+    def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        native = self.native
+        batch, seq = tokens.shape
+        position_ids = torch.arange(seq, device=tokens.device).unsqueeze(0).expand(batch, -1)
+        hidden = native.tok_embed(tokens)
+        if native.pos is not None:
+            hidden = hidden + native.pos(position_ids)
+        return hidden, position_ids
+
+    def _attn_z(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """Per-head attention values ``z`` ``[batch, seq, heads, d_head]`` (TransformerLens hook_z)."""
+        block = self.native.layers[layer]
+        attn = block.attn
+        x = block.ln1(resid)
+        batch, seq, _ = x.shape
+        q = attn.q(x).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2)
+        k = attn.k(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
+        v = attn.v(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
+        if attn.rotary is not None:
+            q, k = attn.rotary.apply_rope(q, k, position_ids=self._position_ids[: q.shape[0]])
+        if attn.kv_repeats > 1:
+            k = k.repeat_interleave(attn.kv_repeats, dim=1)
+            v = v.repeat_interleave(attn.kv_repeats, dim=1)
+        scores = torch.matmul(q, k.transpose(-2, -1)) / attn.scale
+        scores = _softcap(scores, attn.attn_scores_soft_cap)
+        if attn.causal:
+            mask = attn.causal_mask[:seq, :seq]
+            scores = scores.masked_fill(mask, float("-inf"))
+            pattern = F.softmax(scores, dim=-1).masked_fill(mask, 0.0)
+        else:
+            pattern = F.softmax(scores, dim=-1)
+        return torch.matmul(pattern, v).transpose(1, 2)
+
+    def _attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        return self.native.layers[layer].attn.o(z.reshape(z.shape[0], z.shape[1], -1))
+
+    def _mlp_out(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        block = self.native.layers[layer]
+        return block.mlp(block.ln2(resid))
+
+    def _unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        native = self.native
+        logits = native.head(native.ln_out(resid[:, self.answer_positions]))
+        return _softcap(logits, native.output_logits_soft_cap)
+
+    def _clean_run(self) -> None:
+        resid, self._position_ids = self._embed(self.tokens)
+        self.resid_pre: list[torch.Tensor] = []
+        self.resid_mid: list[torch.Tensor] = []
+        self.z: list[torch.Tensor] = []
+        self.mlp: list[torch.Tensor | None] = []
+        for layer in range(self.n_layers):
+            self.resid_pre.append(resid)
+            z = self._attn_z(layer, resid)
+            self.z.append(z)
+            resid = resid + self._attn_out(layer, z)
+            self.resid_mid.append(resid)
+            if self.attn_only:
+                self.mlp.append(None)
+            else:
+                out = self._mlp_out(layer, resid)
+                self.mlp.append(out)
+                resid = resid + out
+        self.resid_final = resid
+        self.clean_logits = self._unembed(resid)
+
+    def _ablation_values(self, seed: int) -> None:
+        if self.ablation == "mean":
+            self.z_ablated = [z.mean(0, keepdim=True) for z in self.z]
+            self.mlp_ablated = [None if m is None else m.mean(0, keepdim=True) for m in self.mlp]
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            # a random derangement: every example takes another example's activations
+            order = torch.randperm(self.batch, generator=generator).to(self.device)
+            perm = torch.empty_like(order)
+            perm[order] = order.roll(1)
+            self.z_ablated = [z[perm] for z in self.z]
+            self.mlp_ablated = [None if m is None else m[perm] for m in self.mlp]
+
+    # -- variants ----------------------------------------------------------------------------
+    def full_mask(self) -> Mask:
+        return Mask(
+            heads=torch.ones(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            mlps=torch.ones(self.n_layers, self.seq, dtype=torch.bool),
+        )
+
+    def mask_for(self, components: Sequence[Component]) -> Mask:
+        """Everything ablated except ``components`` (at their positions)."""
+        mask = Mask(
+            heads=torch.zeros(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            mlps=torch.zeros(self.n_layers, self.seq, dtype=torch.bool),
+        )
+        for comp in components:
+            where = slice(None) if comp.position is None else comp.position
+            if comp.is_mlp:
+                mask.mlps[comp.layer, where] = True
+            else:
+                mask.heads[comp.layer, where, comp.head] = True
+        if self.attn_only:
+            mask.mlps[:] = True  # no MLPs: nothing to ablate
+        return mask
+
+    @torch.no_grad()
+    def logits(self, mask: Mask) -> torch.Tensor:
+        """Answer-position logits ``[batch, k, classes]`` with everything outside ``mask`` ablated."""
+        heads = mask.heads.to(self.device)
+        mlps = mask.mlps.to(self.device)
+        first = None
+        for layer in range(self.n_layers):
+            if not bool(heads[layer].all()):
+                first = (layer, 0)
+                break
+            if not self.attn_only and not bool(mlps[layer].all()):
+                first = (layer, 1)
+                break
+        if first is None:
+            return self.clean_logits
+        start_layer, start_sub = first
+        resid = self.resid_pre[start_layer] if start_sub == 0 else self.resid_mid[start_layer]
+        changed = False
+        for layer in range(start_layer, self.n_layers):
+            if not (layer == start_layer and start_sub == 1):
+                keep = heads[layer]
+                if not bool(keep.any()):
+                    z = self.z_ablated[layer].expand(self.batch, -1, -1, -1)
+                else:
+                    z = self._attn_z(layer, resid) if changed else self.z[layer]
+                    z = torch.where(keep[None, :, :, None], z, self.z_ablated[layer])
+                resid = resid + self._attn_out(layer, z)
+                changed = True
+            if self.attn_only:
+                continue
+            keep = mlps[layer]
+            ablated = self.mlp_ablated[layer]
+            if not bool(keep.any()):
+                out = ablated
+            else:
+                out = self._mlp_out(layer, resid) if changed else self.mlp[layer]
+                out = torch.where(keep[None, :, None], out, ablated)
+            resid = resid + out
+            changed = True
+        return self._unembed(resid)
+
+
+@torch.no_grad()
+def naive_logits(model, engine: AblationEngine, mask: Mask) -> torch.Tensor:
+    """The same variant the obvious way: one full ``run_with_hooks`` on the bridge."""
+    heads = mask.heads.to(engine.device)
+    mlps = mask.mlps.to(engine.device)
+    hooks = []
+    for layer in range(engine.n_layers):
+
+        def z_hook(act, hook, layer=layer):
+            keep = heads[layer][None, :, :, None]
+            return torch.where(keep, act, engine.z_ablated[layer])
+
+        hooks.append((f"blocks.{layer}.attn.hook_z", z_hook))
+        if not engine.attn_only:
+
+            def mlp_hook(act, hook, layer=layer):
+                return torch.where(mlps[layer][None, :, None], act, engine.mlp_ablated[layer])
+
+            hooks.append((f"blocks.{layer}.hook_mlp_out", mlp_hook))
+    logits = model.run_with_hooks(engine.tokens, fwd_hooks=hooks)
+    return logits[:, engine.answer_positions]

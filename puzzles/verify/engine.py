@@ -1,0 +1,224 @@
+"""``verify_submission``: an uploaded file in, a :class:`Verdict` out.
+
+The submission's code runs only in the sandbox (``predict`` on the held-out tokens, no weights);
+the circuit check runs here, in the trusted process that holds the model, and uses nothing from the
+submission but its validated ``CIRCUIT`` list of strings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from puzzles.verify.ablation import AblationEngine
+from puzzles.verify.checks import circuit_check, replication_check
+from puzzles.verify.components import ComponentError, parse_circuit
+from puzzles.verify.report import render_plot, render_report
+from puzzles.verify.sandbox import (
+    Sandbox,
+    SandboxError,
+    SandboxLimits,
+    SandboxPool,
+)
+from puzzles.verify.submission import SubmissionError, load_submission
+from puzzles.verify.verdict import CheckResult, Verdict
+
+if TYPE_CHECKING:
+    from puzzles.catalog import Puzzle
+
+DEFAULT_PUBLIC_SEED = 20_240_601
+DEFAULT_HELDOUT_SIZE = 2000
+DEFAULT_CIRCUIT_SIZE = 1000
+
+
+def public_seed(puzzle: Puzzle) -> int:
+    """The seed of the public self-check set (anyone can reproduce it; the server uses a secret one)."""
+    return int(puzzle.verify.get("public_seed", DEFAULT_PUBLIC_SEED))
+
+
+_MODELS: dict[tuple[str, str, str], Any] = {}
+
+
+def _model(puzzle: Puzzle, device: str):
+    """The puzzle model, loaded once per (weights file, checksum, device) in this process."""
+    from puzzles.models import load_model
+
+    key = (str(puzzle.weights_path), puzzle.weights_sha256, device)
+    model = _MODELS.get(key)
+    if model is None:
+        if len(_MODELS) >= 8:
+            _MODELS.clear()
+        model = _MODELS[key] = load_model(puzzle, device=device)
+    return model
+
+
+def _resolve_device(device: str, notes: list[str]) -> str:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        notes.append("CUDA was requested but is not available here; ran on the CPU.")
+        return "cpu"
+    return device or "cpu"
+
+
+def verify_submission(
+    source: bytes,
+    filename: str,
+    puzzle: Puzzle,
+    *,
+    seed: int | None = None,
+    device: str = "cpu",
+    sandbox: bool = True,
+    progress: Callable[[str], None] | None = None,
+    pool: SandboxPool | None = None,
+    limits: SandboxLimits | None = None,
+    heldout_size: int | None = None,
+) -> Verdict:
+    """Verify one upload against ``puzzle``. Bad input of any kind gives a failed Verdict with
+    ``error`` set; only infrastructure problems raise (``SandboxUnavailable``, missing weights).
+
+    ``pool`` hands out pre-started sandboxes (one per submission); ``limits`` and ``heldout_size``
+    override the puzzle's settings (tests use small ones).
+    """
+    started = time.perf_counter()
+    notes: list[str] = []
+    device = _resolve_device(device, notes)
+    report = progress or (lambda stage: None)
+    config = dict(puzzle.verify)
+    verdict = Verdict(
+        passed=False,
+        device=device,
+        puzzle=puzzle.slug,
+        seed_kind="public" if seed is None else "secret",
+        sandboxed=sandbox,
+    )
+
+    def finish(log_tail: str = "") -> Verdict:
+        verdict.runtime_s = time.perf_counter() - started
+        verdict.scores = {
+            name: check.score for name, check in verdict.checks.items() if check.score is not None
+        }
+        for check in verdict.checks.values():
+            for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
+                if check.details.get(key) is not None:
+                    verdict.scores[key] = check.details[key]
+        verdict.report_md = render_report(verdict, log_tail=log_tail, notes=notes)
+        report("report")
+        try:
+            verdict.plot_png = render_plot(verdict)
+        except Exception as exc:  # a plot is a nicety, never a reason to lose a verdict
+            notes.append(f"plot failed: {type(exc).__name__}")
+        verdict.runtime_s = time.perf_counter() - started
+        return verdict
+
+    try:
+        submission = load_submission(source, filename)
+    except SubmissionError as exc:
+        verdict.error = str(exc)
+        return finish()
+
+    checks = list(config.get("checks", ["replication", "circuit"]))
+    limits = limits or SandboxLimits.from_config(config)
+    report("sandbox start")
+    # Start the sandbox first: it imports torch while we prepare the data and the model here.
+    box = pool.acquire() if (pool is not None and sandbox) else Sandbox(limits, use_bwrap=sandbox)
+    try:
+        from puzzles.models import load_task
+
+        task = load_task(puzzle)
+        model = _model(puzzle, device)
+        n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
+        heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
+        edge = task.edge_cases()
+        tokens = torch.cat([heldout, edge]).long()
+        answer_positions = list(task.ANSWER_POSITIONS)
+        k = len(answer_positions)
+        n_classes = len(task.CLASSES)
+        with torch.no_grad():
+            clean = AblationEngine(model, tokens, answer_positions=answer_positions)
+            model_answers = clean.clean_logits.argmax(-1).cpu()
+        labels = torch.as_tensor(task.labels(tokens)).reshape(tokens.shape[0], k).long()
+
+        report("replication")
+        try:
+            outcome = box.run(
+                submission.source,
+                tokens=tokens if submission.defines_predict else None,
+                k=k,
+                n_classes=n_classes,
+                wall_seconds=limits.wall_seconds,
+            )
+        except SandboxError as exc:
+            verdict.error = f"the sandbox failed ({exc}); this is not your fault, please retry"
+            return finish()
+    finally:
+        box.close()
+
+    if outcome.failure:
+        verdict.error = outcome.failure
+        return finish(outcome.log_tail)
+    errors = outcome.result.get("errors", {})
+
+    if "replication" in checks:
+        if outcome.predictions is not None:
+            names = [f"pos {p}" for p in answer_positions]
+            verdict.checks["replication"] = replication_check(
+                predictions=outcome.predictions,
+                model_answers=model_answers,
+                labels=labels,
+                n_heldout=n_heldout,
+                config=config,
+                position_names=names,
+            )
+        else:
+            why = errors.get("predict") or "the submission defines no `predict(tokens)` function"
+            verdict.checks["replication"] = CheckResult(
+                name="replication", passed=False, message=why
+            )
+
+    if "circuit" in checks:
+        report("circuit")
+        verdict.checks["circuit"] = _circuit(
+            outcome.result.get("circuit"), errors.get("circuit"), model, heldout, task, config
+        )
+    verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(verdict.checks)
+    return finish(outcome.log_tail)
+
+
+def _circuit(
+    entries: list[str] | None,
+    error: str | None,
+    model,
+    heldout: torch.Tensor,
+    task: Any,
+    config: dict[str, Any],
+) -> CheckResult:
+    if error:
+        return CheckResult(name="circuit", passed=False, message=error)
+    if entries is None:
+        return CheckResult(
+            name="circuit", passed=False, message="the submission defines no `CIRCUIT` list"
+        )
+    cfg = getattr(model, "cfg", None) or model.original_model.cfg
+    try:
+        circuit = parse_circuit(
+            entries,
+            n_layers=cfg.n_layers,
+            n_heads=cfg.n_heads,
+            attn_only=bool(cfg.attn_only),
+            seq_len=int(task.SEQ_LEN),
+        )
+    except ComponentError as exc:
+        return CheckResult(name="circuit", passed=False, message=f"CIRCUIT: {exc}")
+    if not circuit:
+        return CheckResult(name="circuit", passed=False, message="CIRCUIT is empty")
+    size = int(config.get("circuit_size", DEFAULT_CIRCUIT_SIZE))
+    engine = AblationEngine(
+        model,
+        heldout[:size],
+        answer_positions=list(task.ANSWER_POSITIONS),
+        ablation=str(config.get("ablation", "mean")),
+        seed=int(config.get("ablation_seed", 0)),
+    )
+    return circuit_check(engine, circuit, config=config)

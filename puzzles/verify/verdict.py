@@ -1,0 +1,107 @@
+"""The verdict: every score, pass/fail per check and overall, a Slack-readable report, a plot."""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+ENGINE_VERSION = "1.0.0"
+"""Bumped whenever a score could change for the same submission (re-verification is recorded)."""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None, tuples lists, tensors/numpy scalars plain numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return _clean(value.item())
+    return value
+
+
+@dataclass
+class CheckResult:
+    name: str
+    passed: bool
+    score: float | None = None
+    """The headline number (agreement, faithfulness) or None when the check could not run."""
+    threshold: float | None = None
+    message: str = ""
+    """One line a participant understands: what was measured and why it passed or failed."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return _clean(
+            {
+                "name": self.name,
+                "passed": self.passed,
+                "score": self.score,
+                "threshold": self.threshold,
+                "message": self.message,
+                "details": self.details,
+            }
+        )
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    report_md: str = ""
+    plot_png: bytes | None = None
+    runtime_s: float = 0.0
+    device: str = "cpu"
+    engine_version: str = ENGINE_VERSION
+    error: str | None = None
+    """Set when the submission could not be verified at all (bad file, crash, limits): user-facing."""
+    puzzle: str = ""
+    seed_kind: str = "public"
+    """``public`` (local self-check, reproducible by anyone) or ``secret`` (the server's held-out set)."""
+    sandboxed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON types only; the PNG travels base64-encoded."""
+        return _clean(
+            {
+                "passed": self.passed,
+                "checks": {name: check.to_json() for name, check in self.checks.items()},
+                "scores": self.scores,
+                "report_md": self.report_md,
+                "plot_png": base64.b64encode(self.plot_png).decode() if self.plot_png else None,
+                "runtime_s": self.runtime_s,
+                "device": self.device,
+                "engine_version": self.engine_version,
+                "error": self.error,
+                "puzzle": self.puzzle,
+                "seed_kind": self.seed_kind,
+                "sandboxed": self.sandboxed,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
+        checks = {
+            name: CheckResult(**{k: v for k, v in check.items()})
+            for name, check in (data.get("checks") or {}).items()
+        }
+        png = data.get("plot_png")
+        return cls(
+            passed=bool(data["passed"]),
+            checks=checks,
+            scores=data.get("scores") or {},
+            report_md=data.get("report_md", ""),
+            plot_png=base64.b64decode(png) if png else None,
+            runtime_s=float(data.get("runtime_s", 0.0)),
+            device=data.get("device", "cpu"),
+            engine_version=data.get("engine_version", ENGINE_VERSION),
+            error=data.get("error"),
+            puzzle=data.get("puzzle", ""),
+            seed_kind=data.get("seed_kind", "public"),
+            sandboxed=bool(data.get("sandboxed", True)),
+        )
