@@ -135,6 +135,10 @@ class FakeSlack:
                     )
                 self._cond.wait(left)
 
+    def response_url(self, name: str = "1") -> str:
+        """A slash command ``response_url`` served here (calls recorded as ``response_url``)."""
+        return f"{self.base_url}/respond/{name}"
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -255,6 +259,10 @@ class _Handler(BaseHTTPRequestHandler):
             with state._lock:
                 state.uploads[path.removeprefix("/upload/")] = raw
             self._send(200, b"OK - " + str(len(raw)).encode(), "text/plain")
+            return
+        if path.startswith("/respond/"):  # a slash command's response_url
+            state._record("response_url", json.loads(raw or b"{}"), None)
+            self._send(200, b"ok", "text/plain")
             return
         if not path.startswith("/api/"):
             self._send(404, b"not found", "text/plain")

@@ -1,0 +1,31 @@
+"""`/puzzle [sub-command]`: ack at once, then answer (ephemeral) or open the submit modal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, BoltContext, Respond
+from slack_sdk import WebClient
+
+from bot.services import commands
+from storage.db import session_scope
+
+
+def puzzle_command(
+    ack: Ack, command: dict, respond: Respond, client: WebClient, context: BoltContext
+) -> None:
+    ack()
+    with session_scope(context["db"]) as session:
+        result = commands.run_puzzle_command(
+            session=session,
+            settings=context["settings"],
+            user_id=command["user_id"],
+            text=command.get("text", ""),
+            channel_id=command.get("channel_id", ""),
+        )
+    context["outbox"].wake()  # an admin command may have queued posts
+    if result.modal is not None:
+        client.views_open(trigger_id=command["trigger_id"], view=result.modal)
+    if result.message is not None:
+        payload: dict[str, Any] = {"response_type": "ephemeral", **result.message}
+        respond(**payload)

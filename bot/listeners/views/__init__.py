@@ -1,0 +1,107 @@
+"""Modal submissions: the submit modal, and the admin panel's modals (admin-only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from slack_bolt import Ack, App, BoltContext
+
+from bot import outbox
+from bot.listeners.authz import require_admin
+from bot.services import commands, uploads
+from bot.views import home as home_views
+from bot.views import puzzle as puzzle_views
+from storage.db import session_scope
+
+
+def register(app: App) -> None:
+    app.view(puzzle_views.SUBMIT_MODAL_CALLBACK)(submit_solution)
+    for callback_id in home_views.ADMIN_ACTIONS:
+        app.view(callback_id, middleware=[require_admin])(admin_modal_submitted)
+
+
+def _value(view: dict, block_id: str, action_id: str) -> dict:
+    return view.get("state", {}).get("values", {}).get(block_id, {}).get(action_id, {}) or {}
+
+
+def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    files = _value(view, puzzle_views.FILE_BLOCK, puzzle_views.FILE_ACTION).get("files") or []
+    url = (
+        _value(view, puzzle_views.WRITEUP_BLOCK, puzzle_views.WRITEUP_ACTION).get("value") or ""
+    ).strip()
+    errors: dict[str, str] = {}
+    if len(files) != 1:
+        errors[puzzle_views.FILE_BLOCK] = "Attach one .py or .ipynb file."
+    else:
+        try:
+            uploads.check_file_metadata(files[0])
+        except uploads.UploadError as exc:
+            errors[puzzle_views.FILE_BLOCK] = str(exc)[:150]
+    if url and not url.startswith(("https://", "http://")):
+        errors[puzzle_views.WRITEUP_BLOCK] = "A write-up link starts with https://"
+    if errors:
+        ack(response_action="errors", errors=errors)
+        return
+    ack()
+    user_id = body["user"]["id"]
+    outcome = uploads.receive_upload(
+        session_factory=context["db"],
+        settings=context["settings"],
+        user_id=user_id,
+        file=files[0],
+        writeup_url=url or None,
+    )
+    if outcome.error:
+        with session_scope(context["db"]) as session:
+            uploads.report_error(
+                session=session,
+                key=f"file:{files[0].get('id')}:error",
+                user_id=user_id,
+                text=outcome.error,
+                ephemeral=False,
+            )
+    context["outbox"].wake()
+
+
+def _admin_text(view: dict, tz: str) -> str:
+    """The modal's fields as the equivalent `/puzzle admin` command (one code path for both)."""
+    callback = view["callback_id"]
+    if callback == home_views.ADMIN_HINT:
+        stamp = _value(view, "when", "value").get("selected_date_time")
+        when = datetime.fromtimestamp(int(stamp), UTC).astimezone(ZoneInfo(tz)) if stamp else None
+        text = (_value(view, "text", "value").get("value") or "").strip()
+        return f'hint add "{when:%Y-%m-%d %H:%M}" {text}' if when else f"hint add {text}"
+    if callback == home_views.ADMIN_ROUND:
+        return "round " + (_value(view, "command", "value").get("value") or "").strip()
+    if callback == home_views.ADMIN_CREDIT:
+        user = _value(view, "user", "value").get("selected_user") or ""
+        kind = (_value(view, "kind", "value").get("selected_option") or {}).get("value", "")
+        note = (_value(view, "note", "value").get("value") or "").replace('"', "'")
+        return f'credit <@{user}> {kind} "{note}"'
+    if callback == home_views.ADMIN_REVERIFY:
+        return "reverify " + (_value(view, "submission", "value").get("value") or "").strip()
+    if callback == home_views.ADMIN_GRANT:
+        return f"grant <@{_value(view, 'user', 'value').get('selected_user') or ''}>"
+    raise KeyError(callback)
+
+
+def admin_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    ack()
+    user_id = body["user"]["id"]
+    settings = context["settings"]
+    with session_scope(context["db"]) as session:
+        reply = commands.run_admin_command(
+            session=session,
+            settings=settings,
+            actor_id=user_id,
+            text=_admin_text(view, settings.timezone),
+            authorized=True,  # require_admin checked and audited this request
+        )
+        outbox.enqueue(
+            session=session,
+            key=f"admin:{view.get('id')}:result",
+            method="chat_postMessage",
+            payload={"channel": user_id, **reply},
+        )
+    context["outbox"].wake()

@@ -1,0 +1,266 @@
+"""`/puzzle [sub-command]`: one function shared by the Slack listener and the console.
+
+It reads (and for admin commands, changes) state and returns what to show: a message payload
+and/or a modal to open. Admin sub-commands are authorized and audited here, for the acting user,
+whatever path they came from.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot.services import admins, leaderboards, overview, users
+from bot.settings import Settings
+from bot.views import puzzle as puzzle_views
+from bot.views.submissions import build_my_submissions
+from storage.models import Submission, utcnow
+
+_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
+ADMIN_USAGE = (
+    "Admin: `list` · `grant @user` · `revoke @user` · `reverify <submission id>` · "
+    '`hint add "<when>" <text>` (and `hint list|edit|cancel|release`) · '
+    "`round plan|list|show|reschedule|cancel ...` · `credit @user best|mention [note]`"
+)
+
+
+@dataclass
+class CommandResult:
+    message: dict[str, Any] | None = None
+    modal: dict[str, Any] | None = None
+
+
+def parse_user(word: str) -> str | None:
+    match = _MENTION.match(word.strip())
+    if not match:
+        return None
+    return match.group(1) or match.group(2)
+
+
+def run_puzzle_command(
+    *,
+    session: Session,
+    settings: Settings,
+    user_id: str,
+    text: str,
+    channel_id: str = "",
+    now: datetime | None = None,
+) -> CommandResult:
+    now = now or utcnow()
+    users.ensure(session=session, user_id=user_id)
+    words = (text or "").strip().split(maxsplit=1)
+    sub = words[0].lower() if words else ""
+    rest = words[1] if len(words) > 1 else ""
+    if sub in ("", "show", "puzzle"):
+        return CommandResult(
+            message=puzzle_views.build_puzzle_message(overview.current(session=session, now=now))
+        )
+    if sub == "submit":
+        current = overview.current(session=session, now=now)
+        if current.round is None:
+            return CommandResult(
+                message=puzzle_views.build_error_message("There is no open round to submit to.")
+            )
+        return CommandResult(
+            modal=puzzle_views.build_submit_modal(
+                puzzle_title=current.puzzle_title, private_metadata=str(current.round.id)
+            )
+        )
+    if sub == "hints":
+        return CommandResult(
+            message=puzzle_views.build_hints_message(overview.current(session=session, now=now))
+        )
+    if sub == "leaderboard":
+        return CommandResult(message=leaderboard_message(session=session, user_id=user_id, now=now))
+    if sub == "me":
+        mine = overview.my_submissions(session=session, user_id=user_id)
+        return CommandResult(
+            message=build_my_submissions(mine.submissions, best_score=mine.best_score)
+        )
+    if sub == "admin":
+        return CommandResult(
+            message=run_admin_command(
+                session=session,
+                settings=settings,
+                actor_id=user_id,
+                text=rest,
+                channel_id=channel_id,
+                now=now,
+            )
+        )
+    is_admin = admins.is_admin(session=session, user_id=user_id, configured=settings.admins)
+    unknown = None if sub in ("help", "-h", "--help") else sub
+    return CommandResult(
+        message=puzzle_views.build_help_message(is_admin=is_admin, unknown=unknown)
+    )
+
+
+def leaderboard_message(*, session: Session, user_id: str, now: datetime) -> dict[str, Any]:
+    from bot.views.leaderboard import (
+        build_all_time_leaderboard_message,
+        build_round_leaderboard_message,
+    )
+
+    current = overview.current(session=session, now=now)
+    if current.round is not None:
+        board = leaderboards.round_leaderboard(session=session, round_id=current.round.id, now=now)
+        return build_round_leaderboard_message(board, viewer_id=user_id)
+    return build_all_time_leaderboard_message(
+        leaderboards.all_time_leaderboard(session=session, now=now)
+    )
+
+
+def run_admin_command(
+    *,
+    session: Session,
+    settings: Settings,
+    actor_id: str,
+    text: str,
+    channel_id: str = "",
+    now: datetime | None = None,
+    authorized: bool = False,
+) -> dict[str, Any]:
+    """`/puzzle admin <verb> ...`: authorized and audited for ``actor_id``, then run.
+
+    ``authorized=True`` only from a path that already authorized and audited this request.
+    """
+    now = now or utcnow()
+    words = text.strip().split(maxsplit=1)
+    verb = words[0].lower() if words else "help"
+    rest = words[1] if len(words) > 1 else ""
+    try:
+        if authorized:
+            if not admins.is_admin(session=session, user_id=actor_id, configured=settings.admins):
+                raise admins.NotAnAdmin(verb)
+        else:
+            admins.authorize(
+                session=session,
+                actor_id=actor_id,
+                action=f"admin.{verb}"[:64],
+                configured=settings.admins,
+                target=rest[:255] or None,
+            )
+    except admins.NotAnAdmin:
+        return puzzle_views.build_error_message(
+            "Only puzzle admins can do that. (This attempt was logged.)"
+        )
+    try:
+        with session.begin_nested():  # a refused action leaves nothing behind but its audit row
+            reply = _admin_action(
+                session=session,
+                settings=settings,
+                actor_id=actor_id,
+                verb=verb,
+                rest=rest,
+                channel_id=channel_id,
+                now=now,
+            )
+    except (ValueError, LookupError, PermissionError) as exc:
+        return puzzle_views.build_error_message(str(exc))
+    return puzzle_views.build_info_message(reply)
+
+
+def _admin_action(
+    *,
+    session: Session,
+    settings: Settings,
+    actor_id: str,
+    verb: str,
+    rest: str,
+    channel_id: str,
+    now: datetime,
+) -> str:
+    if verb in ("help", ""):
+        return ADMIN_USAGE
+    if verb == "list":
+        names = admins.list_admins(session=session, configured=settings.admins)
+        recent = admins.recent_audit(session=session, limit=10)
+        lines = ["Admins: " + (", ".join(f"<@{u}>" for u in names) or "none")]
+        lines += [
+            f"{e.at:%Y-%m-%d %H:%M} <@{e.actor_id}> {e.action} {e.target or ''} "
+            f"{'allowed' if e.allowed else 'REFUSED'}"
+            for e in recent
+        ]
+        return "\n".join(lines)
+    if verb in ("grant", "revoke"):
+        target = parse_user(rest.split()[0]) if rest.split() else None
+        if target is None:
+            raise ValueError(f"whom? `/puzzle admin {verb} @user`")
+        if verb == "grant":
+            admins.grant(session=session, actor_id=actor_id, user_id=target)
+            return f"<@{target}> is now an admin."
+        if admins.revoke(
+            session=session, actor_id=actor_id, user_id=target, configured=settings.admins
+        ):
+            return f"<@{target}> is no longer an admin."
+        return f"<@{target}> was not an admin."
+    if verb == "reverify":
+        return _reverify(session=session, actor_id=actor_id, rest=rest, now=now)
+    if verb == "round":
+        from bot.services import rounds
+
+        return rounds.admin_round_command(
+            session=session,
+            text=rest,
+            actor_id=actor_id,
+            channel_id=channel_id,
+            now=now,
+            settings=settings,
+        )
+    if verb == "hint":
+        from bot.services import hints
+
+        return hints.admin_hint_command(
+            session=session, text=rest, actor_id=actor_id, now=now, settings=settings
+        )
+    if verb == "credit":
+        return _credit(session=session, actor_id=actor_id, rest=rest, now=now)
+    raise ValueError(f"unknown admin command `{verb}`. {ADMIN_USAGE}")
+
+
+def _reverify(*, session: Session, actor_id: str, rest: str, now: datetime) -> str:
+    from bot.services import submissions
+
+    word = rest.strip().lstrip("#")
+    if not word.isdigit():
+        raise ValueError("which submission? `/puzzle admin reverify <submission id>`")
+    submission = session.get(Submission, int(word))
+    if submission is None:
+        raise LookupError(f"no submission #{word}")
+    submissions.reverify(session=session, submission_id=submission.id, requested_by=actor_id)
+    from bot.services import notifications
+
+    notifications.submission_updated(session=session, submission_id=submission.id, now=now)
+    return f"Submission #{submission.id} is queued for verification again."
+
+
+def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str:
+    from bot.services import credits
+
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from exc
+    if len(words) < 2 or parse_user(words[0]) is None:
+        raise ValueError("`/puzzle admin credit @user best|mention [note]`")
+    target = parse_user(words[0])
+    assert target is not None
+    current = overview.current(session=session, now=now)
+    if current.round is None:
+        raise ValueError("no open round to credit")
+    users.ensure(session=session, user_id=target)
+    credit = credits.award(
+        session=session,
+        actor_id=actor_id,
+        round_id=current.round.id,
+        user_id=target,
+        kind=words[1],
+        note=" ".join(words[2:]),
+        now=now,
+    )
+    return f"Awarded {credit.kind.value.replace('_', ' ')} to <@{target}> for round #{credit.round_id}."
