@@ -362,12 +362,12 @@ def parse_when(text: str, *, tz: str, now: datetime, default_hour: int = 17) -> 
         return parsed.astimezone(UTC)
     for fmt in _FORMATS:
         try:
-            return datetime.strptime(text, fmt.lower()).replace(tzinfo=zone).astimezone(UTC)
+            return datetime.strptime(text, fmt).replace(tzinfo=zone).astimezone(UTC)
         except ValueError:
             continue
     for fmt in _DATE_FORMATS:
         try:
-            parsed = datetime.strptime(text, fmt.lower()).replace(hour=default_hour)
+            parsed = datetime.strptime(text, fmt).replace(hour=default_hour)
         except ValueError:
             continue
         return parsed.replace(tzinfo=zone).astimezone(UTC)
@@ -497,3 +497,35 @@ def admin_hint_command(
         release(session=session, hint_id=hint_id, now=now)
         return "Released " + describe_hint(hint, tz=tz)
     raise HintError(f"unknown hint command {verb!r}. " + HINT_USAGE)
+
+
+def save_from_modal(
+    *,
+    session: Session,
+    round_id: int,
+    hint_id: int | None,
+    release_at: datetime,
+    text: str,
+    actor_id: str,
+    now: datetime,
+    settings: Settings | None = None,
+) -> Hint:
+    """Save the hint-scheduling modal (``views.announcements.read_hint_modal``): add or edit."""
+    if hint_id is None:
+        return add(
+            session=session,
+            round_id=round_id,
+            text=text,
+            release_at=release_at,
+            now=now,
+            created_by=actor_id,
+            settings=settings,
+        )
+    return edit(
+        session=session,
+        hint_id=hint_id,
+        now=now,
+        text=text,
+        release_at=release_at,
+        settings=settings,
+    )
