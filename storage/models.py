@@ -229,6 +229,8 @@ class Submission(Base):
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         Index("ix_submissions_round_user", "round_id", "user_id"),
         Index("ix_submissions_status_lease", "status", "lease_expires_at"),
+        # Leaderboard cache fingerprint: max(updated_at) in one index lookup.
+        Index("ix_submissions_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -267,6 +269,14 @@ class Verdict(Base):
     __table_args__ = (
         UniqueConstraint("submission_id", "attempt", name="uq_verdicts_submission_attempt"),
         Index("ix_verdicts_submission_created", "submission_id", "created_at"),
+        # All-time leaderboard: only passing verdicts can solve a round.
+        Index(
+            "ix_verdicts_passed_submission",
+            "submission_id",
+            "attempt",
+            sqlite_where=text("passed = 1"),
+            postgresql_where=text("passed"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

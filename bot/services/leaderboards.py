@@ -7,11 +7,14 @@ ranks by, once the round is closed, so nobody can tune a solution to the numbers
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
@@ -167,7 +170,48 @@ def round_leaderboard(
     slug = round_.puzzle_version.slug
     rule = rule or score_rule(slug)
     revealed = is_revealed(round_, now=now) if reveal is None else reveal
+    key = ("round", _bind_key(session), round_id, round_.closes_at, revealed, rule)
+    body = _cached(session, key, lambda: _compute_round(session, round_, rule, revealed))
+    names = dict(
+        session.execute(
+            select(SlackUser.id, SlackUser.display_name).where(
+                SlackUser.id.in_(
+                    select(Submission.user_id).where(Submission.round_id == round_id).distinct()
+                )
+            )
+        ).all()
+    )
+    entries = [replace(e, display_name=names.get(e.user_id)) for e in body.entries]
+    return RoundLeaderboard(
+        round_id=round_.id,
+        puzzle_slug=slug,
+        puzzle_title=round_.puzzle_version.title,
+        channel_id=round_.channel_id,
+        opens_at=round_.opens_at,
+        closes_at=round_.closes_at,
+        revealed=revealed,
+        rule=rule,
+        entries=entries,
+        participants=body.participants,
+        submissions=body.submissions,
+        solvers=body.solvers,
+        pending_users=list(body.pending_users),
+    )
 
+
+@dataclass(frozen=True)
+class _RoundBody:
+    """The expensive, cacheable part of a round board (no names: they can change any time)."""
+
+    entries: tuple[RoundEntry, ...]
+    participants: int
+    submissions: int
+    solvers: int
+    pending_users: tuple[str, ...]
+
+
+def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: bool) -> _RoundBody:
+    round_id = round_.id
     score = (
         func.coalesce(Verdict.private_score, Verdict.public_score)
         if revealed
@@ -208,8 +252,7 @@ def round_leaderboard(
         else candidates.c.score.asc().nulls_last()
     )
     best_rows = session.execute(
-        select(candidates, SlackUser.display_name)
-        .join(SlackUser, SlackUser.id == candidates.c.user_id)
+        select(candidates)
         .where(candidates.c.n == 1)
         .order_by(
             candidates.c.checks_passed.desc(),
@@ -255,7 +298,7 @@ def round_leaderboard(
             RoundEntry(
                 rank=rank,
                 user_id=row.user_id,
-                display_name=row.display_name,
+                display_name=None,
                 submission_id=row.submission_id,
                 submitted_at=row.created_at,
                 passed=bool(row.passed),
@@ -268,16 +311,8 @@ def round_leaderboard(
             )
         )
     ranked = {e.user_id for e in entries}
-    return RoundLeaderboard(
-        round_id=round_.id,
-        puzzle_slug=slug,
-        puzzle_title=round_.puzzle_version.title,
-        channel_id=round_.channel_id,
-        opens_at=round_.opens_at,
-        closes_at=round_.closes_at,
-        revealed=revealed,
-        rule=rule,
-        entries=entries,
+    return _RoundBody(
+        entries=tuple(entries),
         participants=len(stats),
         submissions=sum(a for a, _ in stats.values()),
         solvers=sum(
@@ -285,8 +320,12 @@ def round_leaderboard(
             for e in entries
             if e.passed and (rule.checks_total is None or e.checks_passed >= rule.checks_total)
         ),
-        pending_users=sorted(
-            u for u, (_, status) in stats.items() if u not in ranked and status in WAITING_STATUSES
+        pending_users=tuple(
+            sorted(
+                u
+                for u, (_, status) in stats.items()
+                if u not in ranked and status in WAITING_STATUSES
+            )
         ),
     )
 
@@ -312,88 +351,26 @@ def all_time_leaderboard(
     """
     now = now or utcnow()
     rounds = _counted_rounds(session=session, now=now)
-    ordinal = {r.id: i for i, r in enumerate(rounds, start=1)}
-    latest = len(rounds)
     latest_open = bool(rounds) and not is_revealed(rounds[-1], now=now)
-    current_from = latest - 1 if latest_open else latest
-
-    solved_pairs = (
-        select(Submission.user_id, Submission.round_id)
-        .join(Verdict, Verdict.submission_id == Submission.id)
-        .join(Round, Round.id == Submission.round_id)
-        .where(
-            Verdict.passed.is_(True),
-            _newest_verdict_condition(),
-            Submission.status.not_in(EXCLUDED_STATUSES),
-            Submission.created_at < Round.closes_at,
-            Round.status != RoundStatus.CANCELLED,
-            Round.opens_at <= now,
-        )
-        .distinct()
-        .subquery()
+    key = (
+        "all-time",
+        _bind_key(session),
+        tuple((r.id, r.status.value, r.opens_at, r.closes_at) for r in rounds),
+        latest_open,
     )
-    round_index = case(ordinal, value=solved_pairs.c.round_id, else_=literal(0)) if ordinal else 0
-    indexed = select(
-        solved_pairs.c.user_id,
-        round_index.label("idx"),
-        (
-            round_index
-            - func.row_number().over(partition_by=solved_pairs.c.user_id, order_by=round_index)
-        ).label("island"),
-    ).subquery()
-    runs = (
-        select(
-            indexed.c.user_id,
-            func.count().label("length"),
-            func.max(indexed.c.idx).label("last"),
-        )
-        .group_by(indexed.c.user_id, indexed.c.island)
-        .subquery()
+    ranked: tuple[tuple[str, tuple[int, ...]], ...] = _cached(
+        session, key, lambda: _compute_all_time(session, rounds, latest_open, now)
     )
-    streak_rows = session.execute(
-        select(
-            runs.c.user_id,
-            func.sum(runs.c.length).label("solved"),
-            func.max(runs.c.length).label("longest"),
-            func.max(case((runs.c.last >= current_from, runs.c.length), else_=0)).label("current"),
-        ).group_by(runs.c.user_id)
-    ).all()
-
-    credit_rows = session.execute(
-        select(
-            Credit.user_id,
-            func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)).label("best"),
-            func.sum(case((Credit.kind == CreditKind.HONOURABLE_MENTION, 1), else_=0)).label(
-                "mentions"
-            ),
-        )
-        .where(Credit.revoked_at.is_(None))
-        .group_by(Credit.user_id)
-    ).all()
-
-    totals: dict[str, list[int]] = {}
-    for row in streak_rows:
-        totals[row.user_id] = [0, 0, int(row.solved), int(row.current or 0), int(row.longest)]
-    for row in credit_rows:
-        stats = totals.setdefault(row.user_id, [0, 0, 0, 0, 0])
-        stats[0], stats[1] = int(row.best or 0), int(row.mentions or 0)
-
-    ordered = sorted(
-        totals.items(),
-        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
-    )
-    if limit is not None:
-        ordered = ordered[:limit]
-    names = dict(
-        session.execute(
-            select(SlackUser.id, SlackUser.display_name).where(
-                SlackUser.id.in_([user for user, _ in ordered])
-            )
-        ).all()
-    )
+    shown = ranked if limit is None else ranked[:limit]
+    names: dict[str, str | None] = {}
+    if shown:
+        query = select(SlackUser.id, SlackUser.display_name)
+        if limit is not None:
+            query = query.where(SlackUser.id.in_([user for user, _ in shown]))
+        names = dict(session.execute(query).all())
     entries: list[AllTimeEntry] = []
-    previous: list[int] | None = None
-    for position, (user_id, stats) in enumerate(ordered, start=1):
+    previous: tuple[int, ...] | None = None
+    for position, (user_id, stats) in enumerate(shown, start=1):
         rank = entries[-1].rank if stats == previous else position
         previous = stats
         best, mentions, solved, current, longest = stats
@@ -410,6 +387,117 @@ def all_time_leaderboard(
             )
         )
     return AllTimeLeaderboard(entries=entries, rounds_counted=len(rounds))
+
+
+def _compute_all_time(
+    session: Session, rounds: list[Round], latest_open: bool, now: datetime
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order."""
+    ordinal = {r.id: i for i, r in enumerate(rounds, start=1)}
+    newer = aliased(Verdict)
+    solved_pairs = session.execute(
+        select(Submission.user_id, Submission.round_id)
+        .join(Verdict, Verdict.submission_id == Submission.id)
+        .join(Round, Round.id == Submission.round_id)
+        .where(
+            Verdict.passed.is_(True),
+            ~select(newer.id)
+            .where(newer.submission_id == Verdict.submission_id, newer.attempt > Verdict.attempt)
+            .exists(),
+            Submission.status.not_in(EXCLUDED_STATUSES),
+            Submission.created_at < Round.closes_at,
+            Round.status != RoundStatus.CANCELLED,
+            Round.opens_at <= now,
+        )
+        .distinct()
+    ).all()
+    solved: dict[str, list[int]] = {}
+    for user_id, round_id in solved_pairs:
+        if round_id in ordinal:
+            solved.setdefault(user_id, []).append(ordinal[round_id])
+    latest = len(rounds)
+    current_from = latest - 1 if latest_open else latest  # the open round may still be solved
+
+    totals: dict[str, list[int]] = {}
+    for user_id, indices in solved.items():
+        indices.sort()
+        longest = run = 0
+        previous = -1
+        for index in indices:
+            run = run + 1 if index == previous + 1 else 1
+            longest = max(longest, run)
+            previous = index
+        current = run if previous >= current_from else 0
+        totals[user_id] = [0, 0, len(indices), current, longest]
+
+    credit_rows = session.execute(
+        select(
+            Credit.user_id,
+            func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)).label("best"),
+            func.sum(case((Credit.kind == CreditKind.HONOURABLE_MENTION, 1), else_=0)).label(
+                "mentions"
+            ),
+        )
+        .where(Credit.revoked_at.is_(None))
+        .group_by(Credit.user_id)
+    ).all()
+    for row in credit_rows:
+        stats = totals.setdefault(row.user_id, [0, 0, 0, 0, 0])
+        stats[0], stats[1] = int(row.best or 0), int(row.mentions or 0)
+
+    ordered = sorted(
+        totals.items(),
+        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
+    )
+    return tuple((user_id, tuple(stats)) for user_id, stats in ordered)
+
+
+# --- caching: boards are recomputed only when the data they are built from changed ----------
+
+_CACHE_SIZE = 32
+_cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _bind_key(session: Session) -> str:
+    return str(session.get_bind().url)
+
+
+def data_version(*, session: Session) -> tuple[Any, ...]:
+    """A fingerprint that changes whenever a verdict, submission or credit changes.
+
+    Verdicts are append-only (newest id), every submission change moves its ``updated_at``, and
+    credits are only added or revoked; each part is one index lookup.
+    """
+    row = session.execute(
+        select(
+            select(func.max(Verdict.id)).scalar_subquery(),
+            select(func.max(Submission.updated_at)).scalar_subquery(),
+            select(func.max(Credit.id)).scalar_subquery(),
+            select(func.count(Credit.revoked_at)).scalar_subquery(),
+        )
+    ).one()
+    return tuple(row)
+
+
+def _cached(session: Session, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()`` memoised per process under ``key`` plus the current data version."""
+    full_key = (*key, data_version(session=session))
+    with _cache_lock:
+        if full_key in _cache:
+            _cache.move_to_end(full_key)
+            return _cache[full_key]
+    value = compute()
+    with _cache_lock:
+        _cache[full_key] = value
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return value
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
 
 
 # --- the pinned leaderboard message in the round's channel -----------------------------------
@@ -504,6 +592,8 @@ __all__ = [
     "RoundLeaderboard",
     "ScoreRule",
     "all_time_leaderboard",
+    "clear_cache",
+    "data_version",
     "is_revealed",
     "pinned_key",
     "refresh_pinned_leaderboard",
