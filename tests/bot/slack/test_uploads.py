@@ -1,0 +1,141 @@
+"""DM file uploads and the submit modal, end to end: one submission, verdict once, in the thread.
+
+The verdict comes from the queue's real job body (``bot.jobs.run_verification``) running the real
+verification engine in-process on the catalog's reference solution.
+"""
+
+from __future__ import annotations
+
+from puzzles.catalog import get_puzzle
+from storage.db import session_scope
+from storage.models import OutboxMessage, OutboxStatus, Submission, SubmissionStatus
+
+DM = "D0USER1"
+
+
+def _file_event(
+    slack_app, file_id: str, name: str, content: bytes, *, ts: str = "1700000000.000100"
+):
+    url = slack_app.fake.add_file(file_id, name, content)
+    return {
+        "type": "message",
+        "subtype": "file_share",
+        "channel": DM,
+        "channel_type": "im",
+        "user": "U1",
+        "ts": ts,
+        "text": "",
+        "files": [
+            {
+                "id": file_id,
+                "name": name,
+                "size": len(content),
+                "url_private_download": url,
+                "filetype": "python",
+            }
+        ],
+    }
+
+
+def _submissions(slack_app) -> list[Submission]:
+    with session_scope(slack_app.factory) as session:
+        return list(session.query(Submission).order_by(Submission.id))
+
+
+def _verify(slack_app, submission_id: int) -> str:
+    from bot.jobs import run_verification
+
+    settings = slack_app.app._circuitboard["settings"]
+    return run_verification(submission_id, settings=settings)
+
+
+def _drain(slack_app) -> None:
+    for _ in range(5):
+        slack_app.flush()
+
+
+def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_app, open_round):
+    source = get_puzzle("palindromes").solution_path.read_bytes()
+    event = _file_event(slack_app, "F1", "solution.py", source)
+    assert slack_app.event(event, event_id="Ev1").status_code == 200
+    # Slack retries the same event (our ack was "late"), then delivers it once more.
+    assert slack_app.event(event, event_id="Ev1", retry=1).status_code == 200
+    assert slack_app.event(dict(event), event_id="Ev1", retry=2).status_code == 200
+    status = slack_app.fake.wait_for(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"]
+    )
+    assert "Submission #" in status[0].args["text"]
+    (sub,) = _submissions(slack_app)
+    assert sub.slack_file_id == "F1" and sub.thread_ts == event["ts"] and sub.dm_channel == DM
+    assert slack_app.fake.download_count == 1
+
+    assert _verify(slack_app, sub.id) == "verified"
+    _verify(slack_app, sub.id)  # a redelivered task does nothing
+    _drain(slack_app)
+    verdicts = slack_app.fake.wait_for(
+        "chat.postMessage", lambda c: "Verdict for submission" in str(c.args.get("blocks"))
+    )
+    assert len(verdicts) == 1
+    assert verdicts[0].args["channel"] == DM and verdicts[0].args["thread_ts"] == event["ts"]
+    (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
+    assert plot.args["thread_ts"] == event["ts"]
+    # The round channel hears only that U1 verified, nothing about the mechanism.
+    (line,) = slack_app.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "CROUND")
+    assert line.args["text"].startswith("<@U1> verified a solution")
+    assert "blocks" not in line.args or "Verdict" not in str(line.args["blocks"])
+    (updated,) = _submissions(slack_app)
+    assert updated.status == SubmissionStatus.VERIFIED
+    with session_scope(slack_app.factory) as session:
+        assert (
+            session.query(OutboxMessage).filter(OutboxMessage.status != OutboxStatus.SENT).count()
+            == 0
+        )
+
+
+def test_bad_file_gets_an_ephemeral_error_and_no_submission(slack_app, open_round):
+    event = _file_event(slack_app, "F2", "notes.txt", b"hello")
+    slack_app.event(event)
+    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
+    assert call.args["user"] == "U1" and ".py" in call.args["text"]
+    assert _submissions(slack_app) == []
+
+
+def test_file_from_a_foreign_host_is_not_downloaded(slack_app, open_round):
+    event = _file_event(slack_app, "F3", "s.py", b"x = 1\n")
+    event["files"][0]["url_private_download"] = "https://evil.example.com/s.py"
+    slack_app.event(event)
+    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
+    assert "Slack" in call.args["text"]
+    assert _submissions(slack_app) == []
+
+
+def test_modal_submit_creates_one_submission_threaded_under_its_status(slack_app, open_round):
+    url = slack_app.fake.add_file(
+        "F4", "mine.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    values = {
+        "solution_file": {
+            "file": {
+                "type": "file_input",
+                "files": [{"id": "F4", "name": "mine.py", "size": 40, "url_private_download": url}],
+            }
+        },
+        "writeup": {"url": {"type": "url_text_input", "value": "https://example.com/post"}},
+    }
+    assert slack_app.view_submission("submit_solution", values).status_code == 200
+    assert slack_app.view_submission("submit_solution", values).status_code == 200  # double click
+    status = slack_app.fake.wait_for("chat.postMessage", lambda c: "Submission #" in c.args["text"])
+    (sub,) = _submissions(slack_app)
+    assert sub.writeup_url == "https://example.com/post" and sub.thread_ts is None
+    assert status[0].args["channel"] == "U1"  # the DM with the bot
+
+
+def test_modal_without_file_shows_field_error(slack_app, open_round):
+    values = {
+        "solution_file": {"file": {"type": "file_input", "files": []}},
+        "writeup": {"url": {"value": "ftp://x"}},
+    }
+    response = slack_app.view_submission("submit_solution", values)
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert set(body["errors"]) == {"solution_file", "writeup"}
