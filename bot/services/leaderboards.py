@@ -157,11 +157,13 @@ def round_leaderboard(
     now: datetime | None = None,
     rule: ScoreRule | None = None,
     reveal: bool | None = None,
+    with_names: bool = False,
 ) -> RoundLeaderboard:
     """Each user's best verified submission, ranked by checks passed, score, then earliest upload.
 
     ``reveal`` overrides whether the round counts as closed (default: from status and ``now``);
-    ``rule`` overrides the catalog's score direction.
+    ``rule`` overrides the catalog's score direction. Slack views mention users (``<@U…>``), so
+    display names are looked up only ``with_names`` (the write-up export).
     """
     now = now or utcnow()
     round_ = session.get(Round, round_id)
@@ -172,16 +174,18 @@ def round_leaderboard(
     revealed = is_revealed(round_, now=now) if reveal is None else reveal
     key = ("round", _bind_key(session), round_id, round_.closes_at, revealed, rule)
     body = _cached(session, key, lambda: _compute_round(session, round_, rule, revealed))
-    names = dict(
-        session.execute(
-            select(SlackUser.id, SlackUser.display_name).where(
-                SlackUser.id.in_(
-                    select(Submission.user_id).where(Submission.round_id == round_id).distinct()
+    entries = list(body.entries)
+    if with_names:
+        names = dict(
+            session.execute(
+                select(SlackUser.id, SlackUser.display_name).where(
+                    SlackUser.id.in_(
+                        select(Submission.user_id).where(Submission.round_id == round_id).distinct()
+                    )
                 )
-            )
-        ).all()
-    )
-    entries = [replace(e, display_name=names.get(e.user_id)) for e in body.entries]
+            ).all()
+        )
+        entries = [replace(e, display_name=names.get(e.user_id)) for e in entries]
     return RoundLeaderboard(
         round_id=round_.id,
         puzzle_slug=slug,
