@@ -139,6 +139,10 @@ def main() -> int:
             result["message"] = "predict ran out of memory"
             return finish()
         except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, RuntimeError) and "allocate memory" in str(exc):
+                result["status"] = "memory"
+                result["message"] = "predict ran out of memory"
+                return finish()
             out, error = None, "predict raised an exception:\n" + _user_traceback(exc)
         result["predict_seconds"] = time.perf_counter() - started
         if error:

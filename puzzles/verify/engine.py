@@ -115,7 +115,7 @@ def verify_submission(
     try:
         submission = load_submission(source, filename)
     except SubmissionError as exc:
-        verdict.error = str(exc)
+        verdict.error, verdict.error_kind = str(exc), "input"
         return finish()
 
     checks = list(config.get("checks", ["replication", "circuit"]))
@@ -151,12 +151,13 @@ def verify_submission(
             )
         except SandboxError as exc:
             verdict.error = f"the sandbox failed ({exc}); this is not your fault, please retry"
+            verdict.error_kind = "infrastructure"
             return finish()
     finally:
         box.close()
 
     if outcome.failure:
-        verdict.error = outcome.failure
+        verdict.error, verdict.error_kind = outcome.failure, "runtime"
         return finish(outcome.log_tail)
     errors = outcome.result.get("errors", {})
 

@@ -153,7 +153,23 @@ def _read_regular_file(dir_fd: int, name: str, max_bytes: int) -> bytes | None:
         os.close(fd)
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the sandbox: bwrap's pid-1 child first (the kernel then kills its whole pid namespace
+    and bwrap exits and is reaped here, leaving no orphan), then bwrap's process group."""
+    if proc.poll() is None:
+        for child in _children(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=2)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):

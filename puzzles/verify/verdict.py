@@ -60,6 +60,9 @@ class Verdict:
     engine_version: str = ENGINE_VERSION
     error: str | None = None
     """Set when the submission could not be verified at all (bad file, crash, limits): user-facing."""
+    error_kind: str | None = None
+    """``input`` (the file itself: size, encoding, syntax, notebook), ``runtime`` (the code crashed,
+    timed out or hit a limit in the sandbox) or ``infrastructure`` (not the participant's fault)."""
     puzzle: str = ""
     seed_kind: str = "public"
     """``public`` (local self-check, reproducible by anyone) or ``secret`` (the server's held-out set)."""
@@ -78,6 +81,7 @@ class Verdict:
                 "device": self.device,
                 "engine_version": self.engine_version,
                 "error": self.error,
+                "error_kind": self.error_kind,
                 "puzzle": self.puzzle,
                 "seed_kind": self.seed_kind,
                 "sandboxed": self.sandboxed,
@@ -101,6 +105,7 @@ class Verdict:
             device=data.get("device", "cpu"),
             engine_version=data.get("engine_version", ENGINE_VERSION),
             error=data.get("error"),
+            error_kind=data.get("error_kind"),
             puzzle=data.get("puzzle", ""),
             seed_kind=data.get("seed_kind", "public"),
             sandboxed=bool(data.get("sandboxed", True)),

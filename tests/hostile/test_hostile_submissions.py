@@ -1,0 +1,404 @@
+"""Hostile submissions: each ends in a clean failed verdict, leaks nothing, leaves no process behind.
+
+All cases run once, concurrently (they are independent sandboxes with their own uids), in a module
+fixture; each test then asserts on its own verdict. Limits are small so the module stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from puzzles.catalog import get_puzzle
+from puzzles.verify import SandboxLimits, Verdict, verify_submission
+from puzzles.verify import sandbox as sandbox_mod
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
+
+SECRET = "xoxb-HOSTILE-TEST-SECRET-5f1d"
+LIMITS = SandboxLimits(memory_mb=1536, cpu_seconds=8, wall_seconds=6.0, nproc=32)
+HOST_FILE_SECRET = "DATABASE-ROW-SECRET-93be"
+
+PREDICT_OK = """
+def predict(tokens):
+    body = tokens[:, 1:-1]
+    return (body == body.flip(-1)).all(-1).long()
+"""
+
+
+@dataclass
+class Case:
+    filename: str
+    source: bytes
+
+
+def _cases(tmp: Path, port: int) -> dict[str, Case]:
+    weights = get_puzzle("palindromes").weights_path
+    db_file = tmp / "circuitboard.db"
+    outside = tmp / "written-by-sandbox"
+
+    def py(text: str) -> Case:
+        # every attack also defines predict, so it gets past the static checks and really runs
+        if "def predict" not in text:
+            text += PREDICT_OK
+        return Case("solution.py", text.encode())
+
+    return {
+        "fork_bomb": py(
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+        ),
+        "memory_bomb": py("chunks = []\nwhile True:\n    chunks.append(bytearray(200_000_000))\n"),
+        "infinite_loop": py("while True:\n    pass\n"),
+        "busy_sleep": py("import time\ntime.sleep(120)\n" + PREDICT_OK),
+        "socket_to_host": py(
+            f"""
+import socket
+for port in ({port}, 5432, 6379):
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("127.0.0.1", port))
+        print("CONNECTED", port)
+    except OSError as e:
+        print("blocked", port, e)
+raise RuntimeError("done probing")
+"""
+        ),
+        "env_secret": py(
+            f"""
+import os
+found = [k for k, v in os.environ.items() if "{SECRET}" in v or k.startswith("CIRCUITBOARD")]
+for path in ("/proc/self/environ", "/proc/1/environ"):
+    try:
+        found.append(open(path, "rb").read().decode(errors="replace"))
+    except OSError:
+        pass
+print("ENV", sorted(os.environ), found)
+raise RuntimeError("env probed")
+"""
+        ),
+        "other_process_environ": py(
+            """
+import os
+seen = []
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            seen.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+        except OSError:
+            pass
+print("PROCS", len(seen), seen)
+raise RuntimeError("procs probed")
+"""
+        ),
+        "read_host_files": py(
+            f"""
+leaks = []
+for path in ({str(weights)!r}, {str(db_file)!r}, "/etc/shadow", "/root/.bash_history"):
+    try:
+        leaks.append(open(path, "rb").read(200))
+    except OSError as e:
+        print("blocked", path, type(e).__name__)
+print("READ", leaks)
+raise RuntimeError("files probed")
+"""
+        ),
+        "write_outside": py(
+            f"""
+for path in ({str(outside)!r}, "/usr/lib/evil", "/opt/circuitboard/runner.py", "/tmp/../etc/x"):
+    try:
+        open(path, "w").write("pwned")
+        print("WROTE", path)
+    except OSError as e:
+        print("blocked", path, type(e).__name__)
+raise RuntimeError("writes probed")
+"""
+        ),
+        "print_100mb": py(
+            "import sys\nchunk = 'y' * 1_000_000\nfor _ in range(100):\n    sys.stdout.write(chunk)\n"
+            + PREDICT_OK
+        ),
+        "malicious_pickle_output": py(
+            f"""
+import os, pickle, json
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("touch {tmp / "PICKLE-RAN"}",))
+def predict(tokens):
+    os.makedirs("out", exist_ok=True)
+    open("out/predictions.safetensors", "wb").write(pickle.dumps(Evil()))
+    json.dump({{"status": "ok", "errors": {{}}, "circuit": ["L0H0"], "has_predict": True}},
+              open("out/result.json", "w"))
+    os._exit(0)
+"""
+        ),
+        "malformed_notebook": Case("solution.ipynb", b'{"cells": [ {"cell_type": "code", '),
+        "non_utf8": Case("solution.py", b"def predict(tokens):\n    return '\xff\xfe'\n"),
+        "syntax_error": py("def predict(tokens)\n    return tokens\n"),
+        "oversized_file": Case(
+            "solution.py", b"# " + b"x" * 2_000_000 + b"\n" + PREDICT_OK.encode()
+        ),
+        "wrong_shape": py("def predict(tokens):\n    return tokens\n"),
+        "wrong_dtype": py("def predict(tokens):\n    return tokens[:, 0].float()\n"),
+        "nan_output": py(
+            "import torch\ndef predict(tokens):\n    return torch.full((tokens.shape[0],), float('nan'))\n"
+        ),
+        "os_exit": py("import os\ndef predict(tokens):\n    os._exit(0)\n"),
+        "signals_to_parent": py(
+            """
+import os, signal
+for pid in (os.getppid(), 1, -1):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError as e:
+        print("blocked kill", pid, e)
+raise RuntimeError("signals sent")
+"""
+        ),
+        "tiocsti": py(
+            """
+import fcntl, termios, os
+for fd_source in (0, 1, 2, "/dev/tty"):
+    try:
+        fd = os.open(fd_source, os.O_RDWR) if isinstance(fd_source, str) else fd_source
+        fcntl.ioctl(fd, termios.TIOCSTI, b"x")
+        print("INJECTED", fd_source)
+    except OSError as e:
+        print("blocked", fd_source, e)
+raise RuntimeError("tiocsti probed")
+"""
+        ),
+        "symlink_in_output": py(
+            f"""
+import os, json
+def predict(tokens):
+    os.makedirs("out", exist_ok=True)
+    os.symlink({str(db_file)!r}, "out/result.json")
+    os.symlink({str(weights)!r}, "out/predictions.safetensors")
+    os._exit(0)
+"""
+        ),
+        "double_fork_daemon": py(
+            """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv("/bin/sleep", ["sleep", "4242.5"])
+    os._exit(0)
+time.sleep(0.3)
+def predict(tokens):
+    return tokens[:, 0] * 0
+"""
+        ),
+        "tensor_over_memory_limit": py(
+            "import torch\ndef predict(tokens):\n    return torch.zeros(4_000_000_000, dtype=torch.long)\n"
+        ),
+        "circuit_not_a_list": py("CIRCUIT = {'L0H0': 1}\n" + PREDICT_OK),
+        "circuit_bad_names": py("CIRCUIT = ['L9H9', 'rm -rf /']\n" + PREDICT_OK),
+        "system_exit_on_import": py("raise SystemExit(3)\n" + PREDICT_OK),
+    }
+
+
+def _my_sandbox_processes() -> list[str]:
+    """Processes running as one of this test process's sandbox uids (zombies included)."""
+    low = sandbox_mod._UID_BASE + (os.getpid() % 1000) * 1000
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+        uids = [int(u) for u in uid_line.split()[1:]]
+        if any(low <= u < low + 1000 for u in uids):
+            found.append(f"{pid}: {status.splitlines()[0]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hostile")
+    (tmp / "circuitboard.db").write_text(HOST_FILE_SECRET)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    cases = _cases(tmp, listener.getsockname()[1])
+    puzzle = get_puzzle("palindromes")
+    old = os.environ.get("CIRCUITBOARD_SLACK_BOT_TOKEN")
+    os.environ["CIRCUITBOARD_SLACK_BOT_TOKEN"] = SECRET
+    os.environ["DATABASE_URL"] = f"postgresql://u:{SECRET}@db/x"
+    try:
+
+        def run(case: Case) -> Verdict:
+            return verify_submission(
+                case.source, case.filename, puzzle, limits=LIMITS, heldout_size=64
+            )
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {name: pool.submit(run, case) for name, case in cases.items()}
+            verdicts = {name: f.result() for name, f in futures.items()}
+    finally:
+        if old is None:
+            os.environ.pop("CIRCUITBOARD_SLACK_BOT_TOKEN", None)
+        else:
+            os.environ["CIRCUITBOARD_SLACK_BOT_TOKEN"] = old
+        os.environ.pop("DATABASE_URL", None)
+    try:
+        connection, _ = listener.accept()
+        connection.close()
+        accepted = True
+    except BlockingIOError:
+        accepted = False
+    listener.close()
+    return {
+        "verdicts": verdicts,
+        "tmp": tmp,
+        "accepted": accepted,
+        "leftover": _my_sandbox_processes(),
+    }
+
+
+def _check_clean_failure(verdict: Verdict) -> str:
+    """A failed verdict with a readable message and no engine traceback; returns its JSON text."""
+    assert verdict.passed is False
+    text = json.dumps(verdict.to_json())
+    assert "Traceback (most recent call last)" not in text
+    assert "puzzles/verify" not in text and "_runner.py" not in text
+    assert SECRET not in text and HOST_FILE_SECRET not in text
+    assert len(text) < 200_000
+    assert verdict.report_md
+    reasons = [verdict.error or ""] + [c.message for c in verdict.checks.values()]
+    assert any(reasons), "a failed verdict must say why"
+    return text
+
+
+ALL = [
+    "fork_bomb",
+    "memory_bomb",
+    "infinite_loop",
+    "busy_sleep",
+    "socket_to_host",
+    "env_secret",
+    "other_process_environ",
+    "read_host_files",
+    "write_outside",
+    "print_100mb",
+    "malicious_pickle_output",
+    "malformed_notebook",
+    "non_utf8",
+    "syntax_error",
+    "oversized_file",
+    "wrong_shape",
+    "wrong_dtype",
+    "nan_output",
+    "os_exit",
+    "signals_to_parent",
+    "tiocsti",
+    "symlink_in_output",
+    "double_fork_daemon",
+    "tensor_over_memory_limit",
+    "circuit_not_a_list",
+    "circuit_bad_names",
+    "system_exit_on_import",
+]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_hostile_submission_fails_cleanly(outcome, name: str) -> None:
+    _check_clean_failure(outcome["verdicts"][name])
+
+
+def test_every_case_is_covered(outcome) -> None:
+    assert set(outcome["verdicts"]) == set(ALL)
+    assert len(ALL) >= 20
+
+
+def test_no_process_left_behind(outcome) -> None:
+    assert outcome["leftover"] == []
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert "sleep 4242.5" not in out
+
+
+def test_worker_is_healthy_after_the_bombs(outcome) -> None:
+    # we can still fork, allocate and run a normal verification
+    assert subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True).returncode == 0
+    puzzle = get_puzzle("palindromes")
+    verdict = verify_submission(
+        puzzle.solution_path.read_bytes(), "solution.py", puzzle, limits=LIMITS, heldout_size=64
+    )
+    assert verdict.error is None, verdict.report_md
+
+
+def test_limits_are_named_in_the_messages(outcome) -> None:
+    v = outcome["verdicts"]
+    for name in ("infinite_loop", "busy_sleep"):
+        assert "did not finish within" in v[name].error
+    assert v["memory_bomb"].error and (
+        "memory" in v["memory_bomb"].error or "killed" in v["memory_bomb"].error
+    )
+    assert "MB" in (v["print_100mb"].error or "") or "File too large" in (
+        v["print_100mb"].error or ""
+    )
+    assert v["malformed_notebook"].error_kind == "input"
+    assert "not valid JSON" in v["malformed_notebook"].error
+    assert "UTF-8" in v["non_utf8"].error
+    assert "Syntax error at line 1" in v["syntax_error"].error
+    assert "limit" in v["oversized_file"].error
+    assert "shape" in v["wrong_shape"].checks["replication"].message
+    assert "float" in v["wrong_dtype"].checks["replication"].message
+    assert "NaN" in v["nan_output"].checks["replication"].message
+    assert "exited before finishing" in v["os_exit"].error
+    assert "SystemExit" in v["system_exit_on_import"].error
+    assert "list of strings" in v["circuit_not_a_list"].checks["circuit"].message
+    assert "L9H9" in v["circuit_bad_names"].checks["circuit"].message
+    tensor = v["tensor_over_memory_limit"]
+    assert "memory" in (tensor.error or tensor.checks["replication"].message).lower()
+
+
+def test_network_is_unreachable(outcome) -> None:
+    report = outcome["verdicts"]["socket_to_host"].report_md
+    assert "CONNECTED" not in report
+    assert "blocked" in report
+    assert outcome["accepted"] is False
+
+
+def test_secrets_and_host_files_stay_outside(outcome) -> None:
+    v = outcome["verdicts"]
+    assert SECRET not in v["env_secret"].report_md
+    assert "ENV" in v["env_secret"].report_md  # the probe did run
+    assert SECRET not in v["other_process_environ"].report_md
+    report = v["read_host_files"].report_md
+    assert "READ []" in report and HOST_FILE_SECRET not in report
+    assert not (outcome["tmp"] / "written-by-sandbox").exists()
+    assert "WROTE" not in v["write_outside"].report_md
+    assert not (outcome["tmp"] / "PICKLE-RAN").exists()
+    assert "could not be read back" in v["malicious_pickle_output"].checks["replication"].message
+    assert "INJECTED" not in v["tiocsti"].report_md
+
+
+def test_symlinks_in_output_are_not_followed(outcome) -> None:
+    verdict = outcome["verdicts"]["symlink_in_output"]
+    assert "left no result" in verdict.error
+    assert HOST_FILE_SECRET not in json.dumps(verdict.to_json())
+
+
+def test_signals_do_not_reach_the_worker(outcome) -> None:
+    # we are still alive to run this assertion; the sandbox reported its own failure
+    assert "signals sent" in outcome["verdicts"]["signals_to_parent"].report_md
+    assert os.getpid() > 0
+    os.kill(os.getpid(), 0)
+    assert signal.getsignal(signal.SIGTERM) is not None
