@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Enum, event, text
 from sqlalchemy.pool import NullPool
 
 from storage.db import include_object, make_engine
@@ -48,7 +48,32 @@ def _before_migrations(connection: Connection) -> None:
         )
 
 
+def _our_enum_type_names() -> set[str]:
+    return {
+        column.type.name
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, Enum) and column.type.name
+    }
+
+
+def _drop_orphaned_enum_types(connection: Connection) -> None:
+    """PostgreSQL keeps an enum type when its table is dropped; a downgrade must not leave it
+    behind, or the next upgrade fails creating it again (``type ... already exists``)."""
+    orphans = connection.execute(
+        text(
+            "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
+            " WHERE t.typtype = 'e' AND n.nspname = current_schema() AND NOT EXISTS ("
+            "   SELECT 1 FROM pg_attribute a WHERE a.atttypid = t.oid AND NOT a.attisdropped)"
+        )
+    ).scalars()
+    for name in set(orphans) & _our_enum_type_names():
+        connection.execute(text(f'DROP TYPE "{name}"'))
+
+
 def _after_migrations(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        _drop_orphaned_enum_types(connection)
     if connection.dialect.name == "sqlite":
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
         if broken:

@@ -72,6 +72,15 @@ def test_tables_owned_by_libraries_are_left_alone(database_url: str) -> None:
     assert "apscheduler_jobs" in _tables(database_url)
 
 
+def test_downgrade_to_base_then_upgrade_again(database_url: str) -> None:
+    """Rebuilding a development database after the pre-release migration is regenerated."""
+    upgrade_database(database_url)
+    command.downgrade(alembic_config(database_url), "base")
+    assert _tables(database_url) == {"alembic_version"}
+    upgrade_database(database_url)
+    assert _schema_diff(database_url) == []
+
+
 def test_history_is_linear_and_frozen() -> None:
     """One head; revisions never import our models, so changing a model never rewrites history."""
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
