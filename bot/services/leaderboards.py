@@ -528,7 +528,12 @@ def refresh_pinned_leaderboard(
     board = round_leaderboard(session=session, round_id=round_id, now=now)
     content = build_pinned_leaderboard_message(board)
     key = pinned_key(round_id)
-    post = outbox.get(session=session, key=key)
+    # populate_existing: the dispatcher updates these rows from other sessions (status, ts).
+    post = session.scalars(
+        select(OutboxMessage)
+        .where(OutboxMessage.idempotency_key == key)
+        .execution_options(populate_existing=True)
+    ).first()
     if post is None:
         return outbox.enqueue(
             session=session,
@@ -548,6 +553,7 @@ def refresh_pinned_leaderboard(
             select(OutboxMessage)
             .where(OutboxMessage.idempotency_key.like(f"{key}:update:%"))
             .order_by(OutboxMessage.id)
+            .execution_options(populate_existing=True)
         )
     )
     last = updates[-1] if updates else post

@@ -22,7 +22,9 @@ def format_score(value: float | None) -> str:
 
 def pass_marks(entry: RoundEntry, checks_total: int | None) -> str:
     """``✅ 2/2`` when every check passed, ``◐ 1/2`` part-way, ``✗ 0/2`` none."""
-    total = checks_total if checks_total is not None else max(entry.checks_passed, 1)
+    if checks_total is None:  # puzzle not in the catalog: a fail means at least one check more
+        checks_total = max(entry.checks_passed + (0 if entry.passed else 1), 1)
+    total = checks_total
     done = min(entry.checks_passed, total)
     if entry.passed and done >= total:
         mark = "✅"
