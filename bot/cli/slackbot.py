@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 
@@ -10,13 +12,50 @@ def register(app: typer.Typer) -> None:
     app.command(name="console")(console)
 
 
-def bot() -> None:
-    """Run the Slack app (Socket Mode by default)."""
-    typer.echo("the Slack app is not available yet", err=True)
-    raise typer.Exit(2)
+def bot(
+    http: bool = typer.Option(
+        False, "--http", help="Serve Slack's signed HTTP requests instead of Socket Mode."
+    ),
+    port: int = typer.Option(3000, "--port", help="HTTP mode: port for /slack/events."),
+    host: str = typer.Option("0.0.0.0", "--host", help="HTTP mode: interface to listen on."),
+) -> None:
+    """Run the Slack app (Socket Mode with CIRCUITBOARD_SLACK_APP_TOKEN, or --http)."""
+    from bot.app import run_http, run_socket_mode
+    from bot.settings import get_settings
+    from storage.db import upgrade_database
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    if settings.slack_bot_token is None:
+        typer.echo(
+            "CIRCUITBOARD_SLACK_BOT_TOKEN is not set; see README 'Slack setup', "
+            "or try `circuitboard console`.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    settings.ensure_data_dir()
+    upgrade_database(settings.db_url)
+    try:
+        if http:
+            run_http(settings, host=host, port=port)
+        else:
+            run_socket_mode(settings)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
 
 
-def console() -> None:
-    """A terminal chat driving the same services as Slack."""
-    typer.echo("the console adapter is not available yet", err=True)
-    raise typer.Exit(2)
+def console(
+    user: str = typer.Option("UCONSOLE", "--as", help="The Slack user id you act as."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Start a local verification worker beside the console."
+    ),
+) -> None:
+    """A terminal chat driving the same services as Slack (no Slack token needed)."""
+    from bot.console import run_console
+    from bot.settings import get_settings
+
+    logging.basicConfig(level=logging.WARNING)
+    run_console(get_settings(), user_id=user, start_worker=worker)

@@ -43,7 +43,12 @@ def section(text: str, *, accessory: Block | None = None, block_id: str | None =
 
 
 def sections(text: str, *, max_blocks: int = 5) -> list[Block]:
-    """Long Markdown split on paragraph boundaries into at most ``max_blocks`` sections."""
+    """Long Markdown split on paragraph boundaries into at most ``max_blocks`` sections.
+
+    Blank text gives no blocks (Slack rejects a section with empty text).
+    """
+    if not (text or "").strip():
+        return []
     chunks: list[str] = []
     current = ""
     for para in (text or "").split("\n\n"):
@@ -60,7 +65,7 @@ def sections(text: str, *, max_blocks: int = 5) -> list[Block]:
         chunks = chunks[: max_blocks - 1] + [
             clip("\n\n".join(chunks[max_blocks - 1 :]), SECTION_TEXT_MAX)
         ]
-    return [section(chunk) for chunk in chunks] or [section(" ")]
+    return [section(chunk) for chunk in chunks if chunk.strip()]
 
 
 def context(*texts: str) -> Block:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services.overview import RoundOverview
+from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import (
     MODAL_TITLE_MAX,
     Block,
@@ -72,7 +73,9 @@ def round_blocks(overview: RoundOverview, *, with_description: bool = True) -> l
         if overview.puzzle.summary:
             blocks.append(section(overview.puzzle.summary))
         if with_description:
-            blocks.extend(sections(overview.puzzle.description_md, max_blocks=6))
+            blocks.extend(
+                sections(markdown_to_mrkdwn(overview.puzzle.description_md), max_blocks=6)
+            )
         slug = overview.puzzle.slug
         blocks.append(
             section(

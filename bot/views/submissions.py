@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import context, header, message, section, sections
 from storage.models import Submission, SubmissionStatus, Verdict
 
@@ -64,7 +65,7 @@ def build_verdict_message(submission: Submission, verdict: Verdict) -> dict[str,
             f"   *runtime:* {verdict.runtime_s or 0:.1f}s on {verdict.device or 'cpu'}"
         )
     )
-    blocks.extend(sections(verdict.report_md or "_no report_", max_blocks=10))
+    blocks.extend(sections(markdown_to_mrkdwn(verdict.report_md or "_no report_"), max_blocks=10))
     blocks.append(context(f"engine {verdict.engine_version or '?'} · attempt {verdict.attempt}"))
     return message(f"Submission #{submission.id} {outcome}", blocks)
 

@@ -1,0 +1,253 @@
+"""The console adapter: a terminal chat driving the same services and views as the Slack app.
+
+Type what you would type in Slack (``/puzzle``, ``/puzzle me``, ``/puzzle admin ...``), ``submit
+PATH [WRITEUP_URL]`` to upload a local solution file as if you had DMed it, ``home`` for the App Home
+tab. Posts go through the same outbox; a console client "sends" them by printing them, so status
+updates and verdicts appear here as they would in your Slack DM (the channel is shown in brackets).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import shlex
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.outbox import Dispatcher
+from bot.services import commands, home, uploads
+from bot.settings import Settings
+from bot.views.text import render
+from storage.db import session_factory as make_session_factory
+from storage.db import session_scope, upgrade_database
+
+CONSOLE_USER = "UCONSOLE"
+CONSOLE_DM = "DCONSOLE"
+PROMPT = "circuitboard> "
+HELP = (
+    "Type `/puzzle [sub-command]` as in Slack, `submit PATH [WRITEUP_URL]` to upload a local file,\n"
+    "`home` for the App Home tab, `help`, or `quit`."
+)
+
+
+class _Response:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+class ConsoleClient:
+    """Implements the Web API methods the outbox uses by printing what Slack would show."""
+
+    def __init__(self, out: TextIO, *, user_id: str = CONSOLE_USER, files_dir: Path | None = None):
+        self.out = out
+        self.user_id = user_id
+        self.files_dir = files_dir
+        self._ts = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _channel(self, channel: str | None) -> str:
+        if channel in (self.user_id, CONSOLE_DM):
+            return "DM"
+        return f"#{channel}" if channel else "?"
+
+    def _print(self, header: str, body: str) -> None:
+        with self._lock:
+            indented = "\n".join("    " + line for line in body.splitlines())
+            self.out.write(f"\n{header}\n{indented}\n")
+            self.out.flush()
+
+    def _ts_next(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def chat_postMessage(
+        self, *, channel: str, thread_ts: str | None = None, **kw: Any
+    ) -> _Response:
+        ts = self._ts_next()
+        where = self._channel(channel) + (" (thread)" if thread_ts else "")
+        self._print(f"[{where}] circuitboard:", render(kw))
+        return _Response({"ok": True, "channel": channel, "ts": ts})
+
+    def chat_update(self, *, channel: str, ts: str, **kw: Any) -> _Response:
+        self._print(f"[{self._channel(channel)}] (updated)", render(kw))
+        return _Response({"ok": True, "channel": channel, "ts": ts})
+
+    def chat_postEphemeral(self, *, channel: str, user: str, **kw: Any) -> _Response:
+        self._print(f"[{self._channel(channel)}] (only visible to you)", render(kw))
+        return _Response({"ok": True, "message_ts": self._ts_next()})
+
+    def files_upload_v2(self, *, channel: str | None = None, **kw: Any) -> _Response:
+        content = kw.get("content") or b""
+        name = kw.get("filename") or "file"
+        note = f"{name} ({len(content)} bytes)"
+        if self.files_dir is not None and content:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            path = self.files_dir / name
+            path.write_bytes(content if isinstance(content, bytes) else base64.b64decode(content))
+            note = f"{name} saved to {path}"
+        self._print(f"[{self._channel(channel)}] (file)", note)
+        return _Response({"ok": True, "files": [{"id": f"F{self._ts_next()}"}]})
+
+    def views_publish(self, *, user_id: str, view: dict, **_: Any) -> _Response:
+        self._print("[App Home]", render(view))
+        return _Response({"ok": True})
+
+    def views_open(self, *, view: dict, **_: Any) -> _Response:
+        self._print("[modal]", render(view))
+        return _Response({"ok": True})
+
+    def pins_add(self, *, channel: str, timestamp: str, **_: Any) -> _Response:
+        self._print(f"[{self._channel(channel)}] (pinned)", timestamp)
+        return _Response({"ok": True})
+
+
+class Console:
+    """One user's console session; ``handle(line)`` is the whole protocol (tests drive it)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        out: TextIO = sys.stdout,
+        user_id: str = CONSOLE_USER,
+        session_factory: sessionmaker[Session] | None = None,
+        admin: bool = True,
+    ) -> None:
+        if admin and user_id not in settings.admins:
+            settings = settings.model_copy(update={"admins": [*settings.admins, user_id]})
+        self.settings = settings
+        self.out = out
+        self.user_id = user_id
+        self.factory = session_factory or make_session_factory(settings.db_url)
+        self.client = ConsoleClient(out, user_id=user_id, files_dir=settings.data_dir / "console")
+        self.dispatcher = Dispatcher(
+            session_factory=self.factory, client=self.client, interval=0.3, per_channel_interval=0
+        )
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def handle(self, line: str) -> bool:
+        """Run one input line; False when the user wants to leave."""
+        line = line.strip()
+        if not line:
+            return True
+        if line in ("quit", "exit", ":q"):
+            return False
+        if line in ("help", "?"):
+            self.say(HELP)
+            return True
+        if line == "home":
+            with session_scope(self.factory) as session:
+                view = home.build_for(session=session, settings=self.settings, user_id=self.user_id)
+            self.client.views_publish(user_id=self.user_id, view=view)
+            return True
+        words = shlex.split(line)
+        if words[0] == "submit" or words[:2] == ["/puzzle", "submit"] and len(words) > 2:
+            args = words[1:] if words[0] == "submit" else words[2:]
+            if not args:
+                self.say("usage: submit PATH [WRITEUP_URL]")
+                return True
+            self.submit(Path(args[0]).expanduser(), writeup_url=args[1] if len(args) > 1 else None)
+            return True
+        if words[0] != "/puzzle":
+            self.say(f"I don't understand {words[0]!r}. {HELP}")
+            return True
+        text = line.removeprefix("/puzzle").strip()
+        with session_scope(self.factory) as session:
+            result = commands.run_puzzle_command(
+                session=session,
+                settings=self.settings,
+                user_id=self.user_id,
+                text=text,
+                channel_id=CONSOLE_DM,
+            )
+        if result.modal is not None:
+            self.say("(In Slack this opens the submit form.) Here: `submit PATH [WRITEUP_URL]`.")
+        if result.message is not None:
+            self.client.chat_postEphemeral(channel=CONSOLE_DM, user=self.user_id, **result.message)
+        self.dispatcher.wake()
+        return True
+
+    def submit(self, path: Path, *, writeup_url: str | None = None) -> int | None:
+        """Upload a local file exactly as a DM file share would be handled."""
+        if not path.is_file():
+            self.say(f"no such file: {path}")
+            return None
+        content = path.read_bytes()
+        digest = hashlib.sha256(content).hexdigest()[:12]
+        file = {
+            "id": f"console-{digest}-{uuid.uuid4().hex[:8]}",
+            "name": path.name,
+            "size": len(content),
+            "url_private_download": path.resolve().as_uri(),
+        }
+        fetch: Callable[[str], bytes] = lambda _url: content  # noqa: E731
+        outcome = uploads.receive_upload(
+            session_factory=self.factory,
+            settings=self.settings,
+            user_id=self.user_id,
+            file=file,
+            dm_channel=self.user_id,
+            writeup_url=writeup_url,
+            fetch=fetch,
+        )
+        if outcome.error:
+            self.client.chat_postEphemeral(
+                channel=CONSOLE_DM, user=self.user_id, text=f":warning: {outcome.error}"
+            )
+        self.dispatcher.wake()
+        return outcome.submission_id
+
+    def flush(self) -> int:
+        return self.dispatcher.run_once()
+
+
+def run_console(
+    settings: Settings,
+    *,
+    user_id: str = CONSOLE_USER,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+    start_worker: bool = True,
+) -> None:
+    """The interactive loop: migrate, start the outbox (and a local worker), read lines."""
+    settings.ensure_data_dir()
+    upgrade_database(settings.db_url)
+    console = Console(settings, out=out, user_id=user_id)
+    worker = None
+    if start_worker:
+        from bot.queue import start_local_worker
+
+        worker = start_local_worker(log_path=settings.data_dir / "console-worker.log")
+        console.say(f"(local verification worker started, pid {worker.pid})")
+    console.dispatcher.start()
+    console.say(f"circuitboard console as {user_id}. {HELP}")
+    try:
+        while True:
+            out.write(PROMPT)
+            out.flush()
+            line = stdin.readline()
+            if not line or not console.handle(line):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.dispatcher.run_once()
+        console.dispatcher.stop()
+        if worker is not None:
+            worker.stop()
