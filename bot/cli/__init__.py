@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from bot.cli import db, puzzles, rounds, run, verify, worker
+from bot.cli import export as export_cli
 from bot.cli import slackbot as slackbot_cli
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ verify.register(app)
 worker.register(app)
 slackbot_cli.register(app)
 run.register(app)
+export_cli.register(app)
 
 
 def main() -> None:
