@@ -15,16 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.models import (
-    Admin,
-    AuditLog,
-    Credit,
-    CreditKind,
-    Round,
-    SlackUser,
-    Submission,
-    utcnow,
-)
+from bot.services import admins, users
+from storage.models import Credit, CreditKind, Round, Submission, utcnow
 
 
 class CreditError(ValueError):
@@ -63,37 +55,6 @@ def parse_kind(value: str | CreditKind) -> CreditKind:
     return kind
 
 
-def _is_admin(session: Session, user_id: str) -> bool:
-    # TODO(issue 7): switch to bot.services.admins.is_admin once it lands.
-    from bot.settings import get_settings
-
-    return user_id in get_settings().admins or session.get(Admin, user_id) is not None
-
-
-def _audit(
-    session: Session,
-    *,
-    actor_id: str,
-    action: str,
-    target: str | None,
-    allowed: bool,
-    details: dict[str, Any],
-    now: datetime,
-) -> None:
-    # TODO(issue 7): switch to bot.services.admins.audit(...) once it lands.
-    session.add(
-        AuditLog(
-            at=now,
-            actor_id=actor_id,
-            action=action,
-            target=target,
-            allowed=allowed,
-            details=details,
-        )
-    )
-    session.flush()
-
-
 def _require_admin(
     session: Session,
     *,
@@ -103,18 +64,19 @@ def _require_admin(
     details: dict[str, Any],
     now: datetime,
 ) -> None:
-    if _is_admin(session, actor_id):
+    from bot.settings import get_settings
+
+    if admins.is_admin(session=session, user_id=actor_id, configured=get_settings().admins):
         return
     # The refusal is recorded in its own transaction: the caller's rolls back on NotAllowed.
     with Session(bind=session.get_bind()) as audit_session, audit_session.begin():
-        _audit(
-            audit_session,
+        admins.audit(
+            session=audit_session,
             actor_id=actor_id,
             action=action,
             target=target,
             allowed=False,
             details=details,
-            now=now,
         )
     raise NotAllowed("only puzzle admins can award or revoke credits")
 
@@ -180,9 +142,7 @@ def award(
                 f"submission {submission_id} is not <@{user_id}>'s submission for round {round_id}"
             )
         link = link or submission.writeup_url
-    if session.get(SlackUser, user_id) is None:
-        session.add(SlackUser(id=user_id))
-        session.flush()
+    users.ensure(session=session, user_id=user_id)
 
     existing = _unrevoked(session, round_id=round_id)
     if any(c.user_id == user_id and c.kind == kind for c in existing):
@@ -211,14 +171,13 @@ def award(
         raise
     details["link"] = link
     details["credit_id"] = credit.id
-    _audit(
-        session,
+    admins.audit(
+        session=session,
         actor_id=actor_id,
         action="credit.award",
         target=target,
         allowed=True,
         details=details,
-        now=now,
     )
     return credit
 
@@ -257,14 +216,13 @@ def revoke(
     credit.revoked_at = now
     credit.revoked_by = actor_id
     details.update(round_id=credit.round_id, user_id=credit.user_id, kind=credit.kind.value)
-    _audit(
-        session,
+    admins.audit(
+        session=session,
         actor_id=actor_id,
         action="credit.revoke",
         target=target,
         allowed=True,
         details=details,
-        now=now,
     )
     return credit
 
