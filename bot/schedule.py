@@ -242,10 +242,18 @@ def _sweeper() -> Callable[..., Any] | None:
 
 
 def run_sweep(*, session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> Any:
+    """Recover verification jobs the queue lost (expired leases); the sweep commits with us."""
     sweep = _sweeper()
     if sweep is None:
         return None
-    return sweep(session_factory=session_factory, settings=settings, now=now)
+    with session_scope(session_factory) as session:
+        return sweep(session=session, now=now, settings=settings)
+
+
+def sweep_interval(settings: Settings) -> float:
+    """Half a worker lease, so a dead worker's submission is re-queued soon after it expires."""
+    lease = float(getattr(settings, "lease_seconds", 2 * SWEEP_INTERVAL_S))
+    return max(lease / 2, settings.schedule_tick_seconds, 1.0)
 
 
 def tick(
@@ -514,7 +522,7 @@ class SchedulerService:
         if self.client is not None:
             jobs.append((OUTBOX_JOB_ID, outbox_job, min(OUTBOX_INTERVAL_S, tick_s)))
         if _sweeper() is not None:
-            jobs.append((SWEEP_JOB_ID, sweep_job, max(SWEEP_INTERVAL_S, tick_s)))
+            jobs.append((SWEEP_JOB_ID, sweep_job, sweep_interval(self.settings)))
         wanted = {job_id for job_id, _, _ in jobs}
         scheduler.start(paused=True)
         for job in scheduler.get_jobs():

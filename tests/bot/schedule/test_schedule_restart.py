@@ -1,0 +1,297 @@
+"""Restarts of a real scheduler process against a SQLite file: stopped between scheduling and
+release, and killed with SIGKILL again and again while it releases. Afterwards every post reaches
+the fake Slack server exactly once: none lost, none duplicated.
+
+The scheduler processes are forked from a warm parent (``scheduler_process.py``) so a restart
+costs milliseconds; the outbox is then flushed to the fake Slack server from the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from schedule_support import ADMIN, CHANNEL, make_settings
+
+from bot import outbox
+from bot.services import hints, rounds
+from storage.db import make_engine, session_factory, session_scope
+from storage.models import Hint, HintStatus, OutboxMessage, Round, RoundStatus, utcnow
+
+REPO = Path(__file__).resolve().parents[3]
+FORK_SERVER = Path(__file__).with_name("scheduler_process.py")
+
+
+class SchedulerProcesses:
+    """Starts scheduler processes on demand; each is a real OS process the test can kill."""
+
+    def __init__(self, url: str, catalog: Path, data_dir: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCUITBOARD_")}
+        env.update(
+            CIRCUITBOARD_DATABASE_URL=url,
+            CIRCUITBOARD_DATA_DIR=str(data_dir),
+            CIRCUITBOARD_CATALOG_PATH=str(catalog),
+            CIRCUITBOARD_TIMEZONE="Europe/Berlin",
+            CIRCUITBOARD_ADMINS=ADMIN,
+            CIRCUITBOARD_SCHEDULE_TICK_SECONDS="0.05",
+            PYTHONPATH=str(REPO),
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", str(FORK_SERVER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.children: set[int] = set()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def start(self, *, timeout: float = 60.0) -> tuple[int, str]:
+        """Fork a scheduler; returns its pid and its startup message once it is up."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("start\n")
+        self.proc.stdin.flush()
+        deadline = time.monotonic() + timeout
+        pid = None
+        ready: dict[int, str] = {}
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("the scheduler process did not start")
+            line = self.lines.get(timeout=left)
+            kind, _, rest = line.partition(" ")
+            if kind == "started":
+                pid = int(rest)
+                self.children.add(pid)
+            elif kind == "ready":
+                child, _, message = rest.partition(" ")
+                ready[int(child)] = message
+            if pid is not None and pid in ready:
+                return pid, ready[pid]
+
+    def stop(self, pid: int, sig: int = signal.SIGTERM, *, timeout: float = 20.0) -> None:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"process {pid} did not exit")
+            time.sleep(0.005)
+        self.children.discard(pid)
+
+    def close(self) -> None:
+        for pid in list(self.children):
+            with contextlib.suppress(ProcessLookupError, AssertionError):
+                self.stop(pid, signal.SIGKILL)
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.proc.kill()
+
+
+@pytest.fixture
+def processes(url, catalog, tmp_path):
+    procs = SchedulerProcesses(url, catalog, tmp_path / "proc-data")
+    yield procs
+    procs.close()
+
+
+@pytest.fixture
+def db(url):
+    engine = make_engine(url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+def _wait(predicate, *, timeout: float = 30.0, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _keys(db) -> list[str]:
+    with session_scope(db) as s:
+        return [m.idempotency_key for m in s.query(OutboxMessage).order_by(OutboxMessage.id)]
+
+
+def _flush_to_slack(db, client) -> None:
+    while outbox.dispatch_pending(session_factory=db, client=client, per_channel_interval=0):
+        pass
+
+
+def test_stopped_between_scheduling_and_release_posts_once_after_restart(
+    processes, db, url, client, slack_server
+) -> None:
+    settings = make_settings(url)
+    pid, message = processes.start()
+    assert message.startswith("scheduler running")
+    now = utcnow()
+    opens = now + timedelta(seconds=1.5)
+    with session_scope(db) as s:  # planned while the scheduler runs
+        round_id = rounds.plan(
+            session=s,
+            slug="alpha",
+            channel_id=CHANNEL,
+            now=now,
+            opens_at=opens,
+            closes_at=now + timedelta(hours=1),
+            seed_hints=False,
+            settings=settings,
+        ).id
+        hints.add(
+            session=s,
+            round_id=round_id,
+            text="While you were out.",
+            release_at=opens + timedelta(seconds=0.2),
+            now=now,
+            settings=settings,
+        )
+    processes.stop(pid, signal.SIGTERM)
+    assert _keys(db) == []  # stopped before anything was due
+    time.sleep(max(0.0, (opens - utcnow()).total_seconds() + 0.5))
+
+    pid, _ = processes.start()
+    _wait(lambda: len(_keys(db)) == 2, what="the announcement and the hint")
+    processes.stop(pid, signal.SIGTERM)
+
+    _flush_to_slack(db, client)
+    texts = [c.args["text"] for c in slack_server.calls_to("chat.postMessage")]
+    assert len(texts) == 2
+    assert texts[0].startswith("New puzzle: Alpha palindromes")
+    assert texts[1] == "Hint 1 for Alpha palindromes: While you were out."
+
+
+def test_a_second_scheduler_process_runs_nothing_and_says_who_does(processes) -> None:
+    first, message = processes.start()
+    assert message.startswith("scheduler running")
+    second, message = processes.start()
+    assert "already running" in message and f"pid {first}" in message
+    assert "runs no scheduled jobs" in message
+
+
+def _state(db) -> tuple[int, int, list[RoundStatus]]:
+    with session_scope(db) as s:
+        released = s.query(Hint).filter(Hint.status == HintStatus.RELEASED).count()
+        missed = s.query(Hint).filter(Hint.status == HintStatus.MISSED).count()
+        statuses = [r.status for r in s.query(Round).order_by(Round.id)]
+    return released, missed, statuses
+
+
+def test_kill_9_during_releases_loses_and_duplicates_nothing(
+    processes, db, url, client, slack_server
+) -> None:
+    settings = make_settings(url)
+    hint_count, kills_wanted, span, bursts = 30, 20, 8.0, 6
+    burst_size = hint_count // bursts
+    pid, _ = processes.start()
+    now = utcnow()
+    opens = now + timedelta(seconds=0.3)
+    closes = opens + timedelta(seconds=span)
+    with session_scope(db) as s:
+        first = rounds.plan(
+            session=s,
+            slug="alpha",
+            channel_id=CHANNEL,
+            now=now,
+            opens_at=opens,
+            closes_at=closes,
+            seed_hints=False,
+            settings=settings,
+        )
+        # Bursts of hints due at once, so that a kill often lands in the middle of releasing.
+        for n in range(hint_count):
+            burst = n // burst_size
+            hints.add(
+                session=s,
+                round_id=first.id,
+                text=f"hint number {n}",
+                release_at=opens + timedelta(seconds=0.1 + burst * span / bursts),
+                now=now,
+                settings=settings,
+            )
+        second = rounds.plan(
+            session=s,
+            slug="beta",
+            channel_id=CHANNEL,
+            now=now,
+            opens_at=closes,
+            closes_at=closes + timedelta(hours=1),
+            seed_hints=False,
+            settings=settings,
+        )
+        first_id, second_id = first.id, second.id
+
+    def done() -> bool:
+        released, _, statuses = _state(db)
+        return released == hint_count and statuses == [
+            RoundStatus.SOLUTIONS_POSTED,
+            RoundStatus.OPEN,
+        ]
+
+    def backlog() -> int:
+        """Hints due but not released yet: work the killed process left unfinished."""
+        with session_scope(db) as s:
+            return (
+                s.query(Hint)
+                .filter(Hint.status == HintStatus.SCHEDULED, Hint.release_at <= utcnow())
+                .count()
+            )
+
+    rng = random.Random(8)
+    kills = interrupted = 0
+    while kills < kills_wanted or not done():
+        assert kills < 200, "the scheduler never finished the month"
+        time.sleep(rng.uniform(0.0, 0.3))
+        processes.stop(pid, signal.SIGKILL)
+        kills += 1
+        interrupted += backlog() > 0
+        pid, _ = processes.start()
+    _wait(done, what="the restarted scheduler to finish")
+    processes.stop(pid, signal.SIGTERM)
+    print(f"{kills} kills, {interrupted} left due hints unreleased")
+    assert interrupted >= 1, "no kill landed while hints were being released"
+
+    released, missed, _ = _state(db)
+    assert (released, missed) == (hint_count, 0)
+    _flush_to_slack(db, client)
+    posts = [c.args["text"] for c in slack_server.calls_to("chat.postMessage")]
+    counts = Counter(posts)
+    assert [p for p, n in counts.items() if n > 1] == []  # 0 duplicated
+    expected = [f"Hint {n + 1} for Alpha palindromes: hint number {n}" for n in range(hint_count)]
+    assert [p for p in posts if p.startswith("Hint")] == expected  # 0 lost, in order
+    heads = [p.split(":")[0].split(".")[0] for p in posts if not p.startswith("Hint")]
+    assert heads == ["New puzzle", "Solutions for Alpha palindromes", "New puzzle"]
+    assert posts[0].startswith("New puzzle: Alpha") and posts[-1].startswith("New puzzle: Beta")
+    assert len(posts) == hint_count + 3
+    assert set(_keys(db)) == {
+        f"round:{first_id}:announce",
+        f"round:{first_id}:solutions",
+        f"round:{second_id}:announce",
+        *(f"hint:{n}:release" for n in range(1, hint_count + 1)),
+    }
