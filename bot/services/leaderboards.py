@@ -113,8 +113,10 @@ class AllTimeLeaderboard:
 
 
 def score_rule(slug: str) -> ScoreRule:
-    """The ranking rule from the catalog's ``[verify]`` table; "loss" is the one lower-is-better metric.
+    """How the puzzle's primary score (``verdicts.public_score``/``private_score``) ranks.
 
+    The verification engine stores the replication score there (higher is better); a puzzle can
+    say otherwise in its ``[verify]`` table with ``score_name`` and ``score_higher_is_better``.
     A puzzle missing from the catalog (retired, or a test fixture) ranks higher-is-better.
     """
     from puzzles.catalog import CatalogError, UnknownPuzzle, get_puzzle
@@ -123,14 +125,10 @@ def score_rule(slug: str) -> ScoreRule:
         verify = get_puzzle(slug).verify
     except (UnknownPuzzle, CatalogError):
         return ScoreRule()
-    metric = str(verify.get("metric", "score"))
-    higher = verify.get("higher_is_better")
-    if higher is None:
-        higher = metric != "loss"
     checks = verify.get("checks")
     return ScoreRule(
-        metric=metric,
-        higher_is_better=bool(higher),
+        metric=str(verify.get("score_name", "score")),
+        higher_is_better=bool(verify.get("score_higher_is_better", True)),
         checks_total=len(checks) if isinstance(checks, list) else None,
     )
 

@@ -113,11 +113,12 @@ def test_private_scores_revealed_and_ranked_only_once_the_round_closes(world):
     assert early.revealed and early.entries[0].user_id == "UHONEST"
 
 
-def test_loss_metric_ranks_lower_first_from_the_catalog(world, tmp_path, monkeypatch):
+def test_a_lower_is_better_score_from_the_catalog_ranks_lowest_first(world, tmp_path, monkeypatch):
     entry = tmp_path / "catalog" / "lossy"
     entry.mkdir(parents=True)
     (entry / "puzzle.toml").write_text(
         'slug = "lossy"\ntitle = "Lossy"\n[verify]\nchecks = ["replication", "circuit"]\nmetric = "loss"\n'
+        'score_name = "loss"\nscore_higher_is_better = false\n'
     )
     monkeypatch.setenv("CIRCUITBOARD_CATALOG_PATH", str(tmp_path / "catalog"))
     r = world.round(puzzle=world.puzzle("lossy", "Lossy"))
