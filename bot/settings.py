@@ -46,6 +46,28 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     """Zone in which times are shown and parsed for admins (stored in UTC)."""
 
+    # Verification jobs (bot/queue.py, bot/jobs.py, bot/services/submissions.py).
+    lease_seconds: float = 60.0
+    """A worker's claim on a running submission lasts this long unless renewed (every third of it)."""
+    max_attempts: int = 3
+    """Attempts per verification run (a worker died or vanished each time) before it is failed."""
+    task_time_limit: float = 600.0
+    """Seconds one verification may run; past it the submission fails with a message."""
+    requeue_after: float = 300.0
+    """A submission queued this long without starting has its lost message re-sent by the sweeper."""
+    daily_submission_limit: int = 20
+    """Uploads per user per 24 hours (runs failed or cancelled by the system do not count)."""
+    max_upload_bytes: int = 1_000_000
+    """Uploads above this are refused before anything is stored."""
+    verification_seed: SecretStr | None = None
+    """Secret seed for the held-out inputs; unset: a random one kept in ``data_dir`` (one machine)."""
+    gpu_workers: bool = False
+    """A worker consumes the ``gpu`` queue: route puzzles whose ``[verify] device`` is gpu there."""
+    unsafe_no_sandbox: bool = False
+    """Run submissions without bubblewrap (trusted local trials only; never on a shared server)."""
+    verify_overrides: dict[str, Any] = {}
+    """JSON object merged into every puzzle's ``[verify]`` table, e.g. ``{"heldout_size": 200}``."""
+
     round_open_hour: int = Field(17, ge=0, le=23)
     """Default cadence: a round opens on the 1st of the month at this hour (``timezone``)."""
     hint_interval_days: int = Field(7, ge=1)

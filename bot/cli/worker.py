@@ -9,7 +9,23 @@ def register(app: typer.Typer) -> None:
     app.command(name="worker")(worker)
 
 
-def worker() -> None:
-    """Start a verification worker."""
-    typer.echo("the job queue is not available yet", err=True)
-    raise typer.Exit(2)
+def worker(
+    queues: str = typer.Option(
+        None,
+        "--queues",
+        "-Q",
+        help="Comma-separated queues to consume: gpu, cpu. Default: gpu,cpu with CUDA, else cpu.",
+    ),
+    concurrency: int = typer.Option(
+        1, "--concurrency", "-c", min=1, help="Jobs verified at once (one child process each)."
+    ),
+    loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
+) -> None:
+    """Start a verification worker (broker: CIRCUITBOARD_BROKER_URL, default the SQLite database)."""
+    from bot.jobs import run_worker
+    from bot.queue import QUEUES
+
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    if names is not None and (not names or set(names) - set(QUEUES)):
+        raise typer.BadParameter(f"queues are {', '.join(QUEUES)}", param_hint="--queues")
+    run_worker(queues=names, concurrency=concurrency, loglevel=loglevel.upper())

@@ -1,0 +1,437 @@
+"""The worker side of the queue: the verification task body (this module may load torch).
+
+A task carries only a submission id. The body claims the row with a lease, renews it while the
+engine runs, writes the stages as they happen, and records one verdict for its attempt, all
+conditional on still holding the lease; the row (not the broker) decides whether a delivery does
+anything. After each committed change it tells ``bot.services.notifications``.
+
+Start workers with ``circuitboard worker`` (``run_worker`` here) or ``celery -A bot.jobs worker``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.queue import CPU_QUEUE, GPU_QUEUE, VERIFY_TASK, get_app, reset_after_fork, worker_argv
+from bot.services import submissions
+from bot.settings import Settings, get_settings
+from storage.db import session_factory, session_scope
+from storage.models import Submission
+
+if TYPE_CHECKING:
+    from puzzles.catalog import Puzzle
+
+log = logging.getLogger(__name__)
+
+_factories: dict[str, sessionmaker[Session]] = {}
+_puzzles: dict[str, Puzzle] = {}
+_pools: dict[Any, Any] = {}
+_device: str | None = None
+
+
+def _session_factory(settings: Settings) -> sessionmaker[Session]:
+    url = settings.db_url
+    if url not in _factories:
+        from storage.db import make_engine
+
+        _factories[url] = session_factory(make_engine(url))
+    return _factories[url]
+
+
+@worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    """A fresh worker child: no database or broker connections inherited from the parent."""
+    for factory in _factories.values():
+        bind = factory.kw.get("bind")
+        if bind is not None:
+            bind.dispose(close=False)
+    _factories.clear()
+    _pools.clear()
+    reset_after_fork()
+    _warm_up(get_settings())
+
+
+def _warm_up(settings: Settings) -> None:
+    """Start a sandbox per distinct limits of the catalog now, so the first job does not wait.
+
+    Starting is a Popen (torch is imported inside it in the background): cheap enough for
+    Celery's child start-up timeout.
+    """
+    try:
+        from puzzles.catalog import list_puzzles
+
+        for entry in list_puzzles():
+            _sandbox_pool(_puzzle(entry.slug, settings), settings)
+    except Exception:  # a warm-up problem shows up again, with its real message, in the job
+        log.warning("worker warm-up failed", exc_info=True)
+
+
+def worker_device() -> str:
+    """Chosen once per process: CUDA when this machine has it, else the CPU."""
+    global _device
+    if _device is None:
+        import torch
+
+        _device = "cuda" if torch.cuda.is_available() else "cpu"
+    return _device
+
+
+def secret_seed(settings: Settings, slug: str) -> int:
+    """The held-out seed for a puzzle: from the configured secret, else from ``data_dir``.
+
+    The fallback file suits one machine; workers on several machines need the same
+    ``CIRCUITBOARD_VERIFICATION_SEED`` so every verdict of a round uses the same held-out set.
+    """
+    if settings.verification_seed is not None:
+        secret = settings.verification_seed.get_secret_value()
+    else:
+        path = settings.ensure_data_dir() / "verification_seed"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(16))
+        secret = path.read_text().strip()
+    digest = hashlib.sha256(f"{secret}:{slug}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def _puzzle(slug: str, settings: Settings) -> Puzzle:
+    """Catalog entries are read once per process, with the ``verify_overrides`` merged in."""
+    key = f"{slug}:{sorted(settings.verify_overrides.items())}"
+    if key not in _puzzles:
+        from puzzles.catalog import get_puzzle
+
+        puzzle = get_puzzle(slug)
+        if settings.verify_overrides:
+            verify = {**puzzle.verify, **settings.verify_overrides}
+            config = {**puzzle.config, "verify": verify}
+            puzzle = dataclasses.replace(puzzle, verify=verify, config=config)
+        _puzzles[key] = puzzle
+    return _puzzles[key]
+
+
+def _sandbox_pool(puzzle: Puzzle, settings: Settings) -> Any:
+    """One pre-started sandbox per limits per process, so the next job skips the torch import."""
+    if settings.unsafe_no_sandbox:
+        return None
+    from puzzles.verify import SandboxLimits, SandboxPool
+
+    limits = SandboxLimits.from_config(puzzle.verify)
+    if limits not in _pools:
+        _pools[limits] = SandboxPool(size=1, limits=limits)
+    return _pools[limits]
+
+
+def _notify(factory: sessionmaker[Session], submission_id: int) -> None:
+    """``notifications.submission_updated`` in its own transaction, after a committed change."""
+    try:
+        from bot.services import notifications
+    except ImportError:
+        return  # the Slack side is not part of this build
+    try:
+        with session_scope(factory) as session:
+            notifications.submission_updated(session=session, submission_id=submission_id)
+    except Exception:  # a notification problem must never undo or stop a verification
+        log.exception("notification for submission %s failed", submission_id)
+
+
+def time_limit_message(limit: float) -> str:
+    return (
+        f"Verification took longer than the {limit:.0f} s limit and was stopped. Make sure "
+        "`predict` handles a whole batch quickly (vectorised torch, no per-example Python loops), "
+        "then upload again; this run does not count toward your daily limit."
+    )
+
+
+INTERNAL_ERROR = (
+    "The verifier hit an internal error on our side (not in your solution); admins can see it "
+    "in the worker log. This run does not count toward your daily limit; please upload again later."
+)
+
+
+class _LeaseKeeper(threading.Thread):
+    """Renews the lease while the engine runs; fails the job at the time limit.
+
+    Recording the time-limit failure here (not only when Celery's soft limit raises) means the
+    user gets an answer even if the engine swallows the exception or sits in C code; Celery's
+    hard limit then kills the child process and the pool replaces it.
+    """
+
+    def __init__(
+        self,
+        *,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        submission_id: int,
+        owner: str,
+        attempt: int,
+    ) -> None:
+        super().__init__(name=f"lease-{submission_id}", daemon=True)
+        self.factory = factory
+        self.settings = settings
+        self.submission_id = submission_id
+        self.owner = owner
+        self.attempt = attempt
+        self.deadline = time.monotonic() + settings.task_time_limit
+        self.finished = threading.Event()
+        self.lost = threading.Event()
+        self.timed_out = threading.Event()
+
+    def run(self) -> None:
+        interval = max(0.2, self.settings.lease_seconds / 3)
+        while True:
+            left = self.deadline - time.monotonic()
+            if self.finished.wait(max(0.0, min(interval, left))):
+                return
+            if time.monotonic() >= self.deadline:
+                self._time_out()
+                return
+            try:
+                with session_scope(self.factory) as session:
+                    held = submissions.renew_lease(
+                        session=session,
+                        submission_id=self.submission_id,
+                        owner=self.owner,
+                        attempt=self.attempt,
+                        settings=self.settings,
+                    )
+            except Exception:  # a busy or unreachable database: try again next tick
+                log.warning("lease renewal for %s failed", self.submission_id, exc_info=True)
+                continue
+            if not held:
+                if not self.finished.is_set():
+                    log.warning("lost the lease on submission %s", self.submission_id)
+                    self.lost.set()
+                return
+
+    def _time_out(self) -> None:
+        self.timed_out.set()
+        with session_scope(self.factory) as session:
+            failed = submissions.fail(
+                session=session,
+                submission_id=self.submission_id,
+                owner=self.owner,
+                attempt=self.attempt,
+                message=time_limit_message(self.settings.task_time_limit),
+                settings=self.settings,
+            )
+        if failed:
+            log.warning("submission %s exceeded the time limit", self.submission_id)
+            _notify(self.factory, self.submission_id)
+
+    def stop(self) -> None:
+        self.finished.set()
+
+
+def _outcome(verdict: Any) -> submissions.Outcome:
+    data = verdict.to_json()
+    data.pop("report_md", None)
+    data.pop("plot_png", None)
+    scores = verdict.scores or {}
+    primary = scores.get("replication", scores.get("circuit"))
+    return submissions.Outcome(
+        passed=bool(verdict.passed),
+        checks_passed=sum(1 for check in verdict.checks.values() if check.passed),
+        scores=data,
+        report_md=verdict.report_md or "",
+        plot_png=verdict.plot_png,
+        runtime_s=verdict.runtime_s,
+        device=verdict.device,
+        engine_version=verdict.engine_version,
+        public_score=float(primary) if primary is not None else None,
+        private_score=None,
+        error=verdict.error,
+    )
+
+
+def run_verification(
+    submission_id: int,
+    *,
+    settings: Settings | None = None,
+    owner: str | None = None,
+    verify: Callable[..., Any] | None = None,
+) -> str:
+    """Verify one submission if its row says it is ours to run; returns what happened.
+
+    ``verify`` defaults to ``puzzles.verify.verify_submission`` (imported here, never by the bot).
+    """
+    settings = settings or get_settings()
+    factory = _session_factory(settings)
+    owner = owner or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    with session_scope(factory) as session:
+        attempt = submissions.claim(
+            session=session, submission_id=submission_id, owner=owner, settings=settings
+        )
+    if attempt is None:
+        log.info("submission %s is not claimable (done, running elsewhere, or gone)", submission_id)
+        return "skipped"
+    _notify(factory, submission_id)
+
+    keeper = _LeaseKeeper(
+        factory=factory,
+        settings=settings,
+        submission_id=submission_id,
+        owner=owner,
+        attempt=attempt,
+    )
+    keeper.start()
+
+    def fail(message: str) -> str:
+        with session_scope(factory) as session:
+            done = submissions.fail(
+                session=session,
+                submission_id=submission_id,
+                owner=owner,
+                attempt=attempt,
+                message=message,
+                settings=settings,
+            )
+        if done:
+            _notify(factory, submission_id)
+        return "failed"
+
+    def progress(stage: str) -> None:
+        try:
+            with session_scope(factory) as session:
+                changed = submissions.set_stage(
+                    session=session,
+                    submission_id=submission_id,
+                    owner=owner,
+                    attempt=attempt,
+                    stage=stage,
+                )
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:  # progress is informative; a busy database must not fail the job
+            log.warning("could not record stage %r of %s", stage, submission_id, exc_info=True)
+            return
+        if changed:
+            _notify(factory, submission_id)
+
+    try:
+        with session_scope(factory) as session:
+            row = session.get(Submission, submission_id)
+            assert row is not None
+            source = submissions.read_content(session=session, submission=row)
+            filename = row.filename
+            slug = row.round.puzzle_version.slug
+        if verify is None:
+            from puzzles.verify import verify_submission as verify
+        puzzle = _puzzle(slug, settings)
+        verdict = verify(
+            source,
+            filename,
+            puzzle,
+            seed=secret_seed(settings, slug),
+            device=worker_device(),
+            sandbox=not settings.unsafe_no_sandbox,
+            progress=progress,
+            pool=_sandbox_pool(puzzle, settings),
+        )
+        keeper.stop()  # recording needs the lease held, not unexpired
+        if keeper.timed_out.is_set() or keeper.lost.is_set():
+            return "abandoned"
+        outcome = _outcome(verdict)
+        with session_scope(factory) as session:
+            recorded = submissions.record_verdict(
+                session=session,
+                submission_id=submission_id,
+                owner=owner,
+                attempt=attempt,
+                outcome=outcome,
+                settings=settings,
+            )
+        if recorded is None:
+            return "abandoned"
+        _notify(factory, submission_id)
+        return "rejected" if outcome.error else "verified"
+    except SoftTimeLimitExceeded:
+        return fail(time_limit_message(settings.task_time_limit))
+    except Exception as exc:
+        from puzzles.verify import SandboxUnavailable
+
+        if isinstance(exc, SandboxUnavailable):
+            log.error("submission %s: %s", submission_id, exc)
+            return fail(
+                "Verification is unavailable on this worker (its sandbox cannot start). "
+                "Admins have been told; this run does not count toward your daily limit."
+            )
+        log.exception("submission %s: verification crashed", submission_id)
+        return fail(INTERNAL_ERROR)
+    finally:
+        keeper.stop()
+
+
+def verify_submission_task(submission_id: int) -> str:
+    """The Celery task (``VERIFY_TASK``): everything is in ``run_verification``."""
+    return run_verification(int(submission_id))
+
+
+def make_worker_app(settings: Settings | None = None) -> Celery:
+    """The shared app with the task bodies registered (only worker processes need them)."""
+    app = get_app(settings)
+    if VERIFY_TASK not in app.tasks:
+        app.task(name=VERIFY_TASK, acks_late=True, ignore_result=True)(verify_submission_task)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # ``celery -A bot.jobs worker`` looks up ``bot.jobs.app``; build it on first use only.
+    if name in ("app", "celery"):
+        return make_worker_app()
+    raise AttributeError(name)
+
+
+def default_queues() -> list[str]:
+    """``gpu,cpu`` on a machine with a CUDA device, else ``cpu``."""
+    # NVML answers without initialising CUDA, so the forked pool children can still use it.
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    return [GPU_QUEUE, CPU_QUEUE] if torch.cuda.is_available() else [CPU_QUEUE]
+
+
+def _preload() -> None:
+    """Import the engine's heavy modules before forking, so every pool child starts warm."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.figure  # noqa: F401
+
+    import puzzles.models  # noqa: F401  (transformer_lens)
+    import puzzles.verify.engine  # noqa: F401  (torch)
+
+
+def run_worker(
+    *,
+    queues: Sequence[str] | None = None,
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    settings: Settings | None = None,
+) -> None:
+    """Run a worker in this process until it is told to stop (SIGTERM: finish the job first)."""
+    settings = settings or get_settings()
+    # Each pool child verifies one job at a time: give each its share of the cores.
+    threads = max(1, (os.cpu_count() or 1) // max(1, concurrency))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(threads))
+    queues = list(queues) if queues else default_queues()
+    _preload()
+
+    app = make_worker_app(settings)
+    app.worker_main(worker_argv(queues=queues, concurrency=concurrency, loglevel=loglevel))

@@ -1,0 +1,280 @@
+"""The Celery app both sides share: the bot enqueues by task name, workers consume (see ``bot.jobs``).
+
+Nothing here imports torch or the verification engine, so the Slack process stays small. The queue
+is only transport: the submission row is the truth, and the sweeper in ``bot.services.submissions``
+re-sends whatever a broker loses (kombu's SQLAlchemy transport drops unacked messages on kill -9;
+Redis hands them back only after its visibility timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+from kombu.transport import sqlalchemy as kombu_sqla
+
+from bot.settings import Settings, get_settings
+from storage.db import make_engine
+
+log = logging.getLogger(__name__)
+
+VERIFY_TASK = "circuitboard.verify_submission"
+"""The verification task's name: the bot sends it by name and never imports its body."""
+
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+QUEUES = (GPU_QUEUE, CPU_QUEUE)
+
+SQLA_POLL_SECONDS = 0.25
+"""How often an idle worker polls the SQLAlchemy broker (Redis pushes; SQL has to be asked)."""
+
+_LIBRARY_OPTIONS = ("polling_interval", "visibility_timeout")
+
+
+class _SQLChannel(kombu_sqla.Channel):
+    """kombu's SQLAlchemy channel on our engines: WAL and a 30 s busy timeout on SQLite.
+
+    The stock channel passes every transport option to ``create_engine`` (so a polling interval
+    cannot be set) and opens SQLite with a 5 s timeout, where a busy database fails a publish.
+    """
+
+    _engines: dict[str, Any] = {}  # own cache, so a forked worker child can drop its parent's
+
+    def _engine_from_config(self):  # type: ignore[no-untyped-def]
+        url = self.connection.client.hostname
+        return make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=2)
+
+
+class SQLTransport(kombu_sqla.Transport):
+    Channel = _SQLChannel
+    polling_interval = SQLA_POLL_SECONDS
+
+
+def reset_after_fork() -> None:
+    """Forget broker engines inherited from a parent process (SQLite connections must not cross fork)."""
+    for engine, _session in _SQLChannel._engines.values():
+        engine.dispose(close=False)
+    _SQLChannel._engines.clear()
+
+
+def is_sql_broker(url: str) -> bool:
+    return url.split("://", 1)[0].split("+", 1)[0] in ("sqla", "sqlalchemy")
+
+
+def _broker_settings(settings: Settings) -> dict[str, Any]:
+    url = settings.effective_broker_url
+    if is_sql_broker(url):
+        return {
+            "broker_url": url.split("+", 1)[1],
+            "broker_transport": SQLTransport,
+            "broker_transport_options": {},
+            # the SQL transport has no fanout: no remote control, mingle or gossip.
+            "worker_enable_remote_control": False,
+        }
+    # Redis (and SQS) hand an unacked message to another worker after the visibility timeout;
+    # it must outlast the longest task, or a running job would be started twice.
+    visibility = max(3600.0, 2 * (settings.task_time_limit + settings.lease_seconds))
+    return {
+        "broker_url": url,
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "worker_enable_remote_control": True,
+    }
+
+
+def hard_time_limit(settings: Settings) -> float:
+    """When Celery kills a stuck worker child: after our own limit and a grace to report it."""
+    return settings.task_time_limit + max(5.0, 0.1 * settings.task_time_limit)
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from settings; ``bot.jobs`` registers the task bodies on it."""
+    settings = settings or get_settings()
+    app = Celery("circuitboard", set_as_current=False)
+    app.conf.update(
+        _broker_settings(settings),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_acks_late=True,
+        # A worker that dies mid-job loses its message: the lease + sweeper recover the row, and
+        # a redelivered copy would only find the job claimed.
+        task_reject_on_worker_lost=False,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_time_limit + 1.0,
+        task_time_limit=hard_time_limit(settings),
+        task_default_queue=CPU_QUEUE,
+        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        task_routes={VERIFY_TASK: {"queue": CPU_QUEUE}},
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    return app
+
+
+_apps: dict[tuple[str, float, float], Celery] = {}
+_apps_lock = threading.Lock()
+
+
+def get_app(settings: Settings | None = None) -> Celery:
+    """One app per broker configuration per process (its producer pool is reused)."""
+    settings = settings or get_settings()
+    key = (settings.effective_broker_url, settings.task_time_limit, settings.lease_seconds)
+    with _apps_lock:
+        if key not in _apps:
+            _apps[key] = make_app(settings)
+        return _apps[key]
+
+
+def queue_for(verify_config: Mapping[str, Any], settings: Settings | None = None) -> str:
+    """``gpu`` when the puzzle asks for one and GPU workers exist, else ``cpu``."""
+    settings = settings or get_settings()
+    wants_gpu = str(verify_config.get("device", "cpu")).lower() in ("gpu", "cuda")
+    return GPU_QUEUE if wants_gpu and settings.gpu_workers else CPU_QUEUE
+
+
+def enqueue_verification(
+    *, submission_id: int, queue: str = CPU_QUEUE, settings: Settings | None = None
+) -> str:
+    """Publish the verification message for a submission row that is already committed as queued.
+
+    Raises when the broker refuses the publish; callers that cannot handle it leave the row
+    queued and the sweeper re-sends it.
+    """
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
+    app = get_app(settings)
+    result = app.send_task(
+        VERIFY_TASK,
+        args=[submission_id],
+        queue=queue,
+        routing_key=queue,
+        retry=True,
+        retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+    )
+    return str(result.id)
+
+
+def worker_argv(
+    *, queues: Sequence[str], concurrency: int, loglevel: str = "INFO", name: str | None = None
+) -> list[str]:
+    """The ``celery worker`` arguments every circuitboard worker runs with."""
+    unknown = sorted(set(queues) - set(QUEUES))
+    if unknown or not queues:
+        raise ValueError(f"queues must be among {', '.join(QUEUES)}; got {', '.join(queues)}")
+    return [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",  # per-task time limits need a killable child process
+        "--optimization",
+        "fair",  # hand a job only to an idle child (prefetch 1 per child)
+        "--hostname",
+        name or f"circuitboard-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h",
+        "--loglevel",
+        loglevel,
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+@dataclass
+class LocalWorker:
+    """A ``circuitboard worker`` subprocess in its own process group (see ``start_local_worker``)."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path | None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, *, timeout: float = 15.0) -> int | None:
+        """Warm shutdown (SIGTERM: finish the running job); past ``timeout`` kill the group.
+
+        A job cut off by the kill is recovered by the sweeper once its lease expires.
+        """
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            except ProcessLookupError:
+                pass
+        # children of a finished worker must not linger either
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9 the worker and its pool children, as a crashed machine would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+def start_local_worker(
+    *,
+    queues: Sequence[str] = (CPU_QUEUE,),
+    concurrency: int = 1,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    loglevel: str = "INFO",
+) -> LocalWorker:
+    """Start ``circuitboard worker`` beside this process (``circuitboard run`` uses it).
+
+    The child reads the same settings (environment / .env); ``env`` adds to this process's
+    environment. Stop it with ``LocalWorker.stop()``.
+    """
+    argv = [
+        sys.executable,
+        "-c",
+        "from bot.cli import main; main()",
+        "worker",
+        "--queues",
+        ",".join(queues),
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+    ]
+    child_env = {**os.environ, **(env or {})}
+    out: Any = subprocess.DEVNULL
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            argv,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if log_path is not None:
+            out.close()
+    return LocalWorker(process=process, log_path=log_path)
