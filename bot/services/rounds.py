@@ -434,86 +434,43 @@ class RoundResults:
 
     submissions: int
     participants: int
-    verified_passing: int
-    solvers: int
+    verified_passing: int  # users whose best verified submission passed
+    solvers: int  # users whose best submission passed every check
     best: list[BestSubmission]
     credits: list[CreditLine]
 
 
 def results(*, session: Session, round_id: int, top: int = 5) -> RoundResults:
-    """Statistics, the best verified submission per user (by private score), and credits."""
-    from sqlalchemy import func
+    """Statistics, the best verified submissions (the closed round's leaderboard), and credits."""
+    from bot.services import credits, leaderboards
 
-    from storage.models import Credit, Submission, Verdict
-
-    submissions = (
-        session.scalar(select(func.count(Submission.id)).where(Submission.round_id == round_id))
-        or 0
+    round_ = require(session=session, round_id=round_id)
+    board = leaderboards.round_leaderboard(
+        session=session, round_id=round_id, now=round_.closes_at, reveal=True
     )
-    participants = (
-        session.scalar(
-            select(func.count(func.distinct(Submission.user_id))).where(
-                Submission.round_id == round_id
-            )
+    passing = [entry for entry in board.entries if entry.passed]
+    best = [
+        BestSubmission(
+            user_id=entry.user_id,
+            submission_id=entry.submission_id,
+            private_score=entry.private_score,
+            public_score=entry.public_score,
+            checks_passed=entry.checks_passed,
+            writeup_url=entry.writeup_url,
         )
-        or 0
-    )
-    # The latest verdict of each submission is the one that counts (re-verification appends).
-    latest = (
-        select(Verdict.submission_id, func.max(Verdict.attempt).label("attempt"))
-        .join(Submission, Submission.id == Verdict.submission_id)
-        .where(Submission.round_id == round_id)
-        .group_by(Verdict.submission_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Submission, Verdict)
-        .join(latest, latest.c.submission_id == Submission.id)
-        .join(
-            Verdict,
-            (Verdict.submission_id == latest.c.submission_id)
-            & (Verdict.attempt == latest.c.attempt),
-        )
-        .where(Verdict.passed.is_(True))
-    ).all()
-    per_user: dict[str, BestSubmission] = {}
-
-    def rank(entry: BestSubmission) -> tuple[float, float, int, int]:
-        return (
-            entry.private_score if entry.private_score is not None else float("-inf"),
-            entry.public_score if entry.public_score is not None else float("-inf"),
-            entry.checks_passed,
-            -entry.submission_id,  # earlier wins a tie
-        )
-
-    for submission, verdict in rows:
-        entry = BestSubmission(
-            user_id=submission.user_id,
-            submission_id=submission.id,
-            private_score=verdict.private_score,
-            public_score=verdict.public_score,
-            checks_passed=verdict.checks_passed,
-            writeup_url=submission.writeup_url,
-        )
-        known = per_user.get(entry.user_id)
-        if known is None or rank(entry) > rank(known):
-            per_user[entry.user_id] = entry
-    best = sorted(per_user.values(), key=rank, reverse=True)
-    credits = [
+        for entry in passing[:top]
+    ]
+    credit_lines = [
         CreditLine(user_id=c.user_id, kind=c.kind.value, joint=c.joint, note=c.note, link=c.link)
-        for c in session.scalars(
-            select(Credit)
-            .where(Credit.round_id == round_id, Credit.revoked_at.is_(None))
-            .order_by(Credit.kind, Credit.awarded_at, Credit.id)
-        )
+        for c in credits.for_round(session=session, round_id=round_id)
     ]
     return RoundResults(
-        submissions=submissions,
-        participants=participants,
-        verified_passing=len(rows),
-        solvers=len(per_user),
-        best=best[:top],
-        credits=credits,
+        submissions=board.submissions,
+        participants=board.participants,
+        verified_passing=len(passing),
+        solvers=board.solvers,
+        best=best,
+        credits=credit_lines,
     )
 
 

@@ -133,7 +133,8 @@ def build_solutions_post(
         blocks.append(section("*Best verified solutions*: none this round."))
     stats = (
         f"{results.submissions} submission(s) from {results.participants} participant(s); "
-        f"{results.verified_passing} passed verification ({results.solvers} solver(s))."
+        f"{results.verified_passing} participant(s) passed verification, {results.solvers} "
+        "passed every check."
     )
     blocks.append(section(f"*Statistics*: {stats}"))
     writeup = puzzle.writeup_md.strip() if puzzle is not None else ""
