@@ -18,7 +18,7 @@ from alembic import context
 from sqlalchemy import Connection, Enum, event, text
 from sqlalchemy.pool import NullPool
 
-from storage.db import include_object, make_engine
+from storage.db import include_object, make_engine, sqlite_path
 from storage.models import Base, UTCDateTime
 
 # Any constant: the key of the advisory lock held while migrating a PostgreSQL database.
@@ -96,7 +96,11 @@ def run_migrations() -> None:
             context.run_migrations()
         return
 
-    engine = make_engine(config.get_main_option("sqlalchemy.url"), poolclass=NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    path = sqlite_path(url)
+    if path is not None:  # `alembic ...` run by hand against a fresh data dir
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_migration_connection)
         event.listen(engine, "begin", _sqlite_begin_immediate)
