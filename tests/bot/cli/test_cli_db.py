@@ -86,3 +86,13 @@ def test_messages_never_show_the_database_password(monkeypatch) -> None:  # type
     code, output = _invoke("db", "check")
     assert code == 1
     assert "hunter2" not in output and "bot:***@127.0.0.1:1/nowhere" in output
+
+
+def test_upgrade_on_an_existing_zero_byte_sqlite_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    database = tmp_path / "empty.db"
+    database.touch()
+    monkeypatch.setenv("CIRCUITBOARD_DATABASE_URL", f"sqlite:///{database}")
+    get_settings.cache_clear()
+    code, output = _invoke("db", "upgrade")
+    assert code == 0, output
+    assert _invoke("db", "check")[0] == 0
