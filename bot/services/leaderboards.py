@@ -361,7 +361,7 @@ def all_time_leaderboard(
         latest_open,
     )
     ranked: tuple[tuple[str, tuple[int, ...]], ...] = _cached(
-        session, key, lambda: _compute_all_time(session, rounds, latest_open, now)
+        session, key, lambda: _compute_all_time(session, rounds, latest_open, now), statuses=False
     )
     shown = ranked if limit is None else ranked[:limit]
     names: dict[str, str | None] = {}
@@ -465,26 +465,36 @@ def _bind_key(session: Session) -> str:
     return str(session.get_bind().url)
 
 
-def data_version(*, session: Session) -> tuple[Any, ...]:
-    """A fingerprint that changes whenever a verdict, submission or credit changes.
+def data_version(*, session: Session, statuses: bool = True) -> tuple[Any, ...]:
+    """A fingerprint that changes whenever the data a board is built from changes.
 
-    Verdicts are append-only (newest id), every submission change moves its ``updated_at``, and
-    credits are only added or revoked; each part is one index lookup.
+    Verdicts are append-only (newest id) and credits are only added or revoked. With
+    ``statuses`` (the round board shows each user's latest status) any submission change counts,
+    through ``max(updated_at)``; without it (the all-time board) only how many submissions are
+    cancelled or rejected does, so queue progress (stages, leases) does not discard the cached
+    all-time board. Each part is an index lookup.
     """
-    row = session.execute(
-        select(
-            select(func.max(Verdict.id)).scalar_subquery(),
-            select(func.max(Submission.updated_at)).scalar_subquery(),
-            select(func.max(Credit.id)).scalar_subquery(),
-            select(func.count(Credit.revoked_at)).scalar_subquery(),
+    parts = [
+        select(func.max(Verdict.id)).scalar_subquery(),
+        select(func.max(Credit.id)).scalar_subquery(),
+        select(func.count(Credit.revoked_at)).scalar_subquery(),
+    ]
+    if statuses:
+        parts.append(select(func.max(Submission.updated_at)).scalar_subquery())
+    else:
+        parts.append(
+            select(func.count(Submission.id))
+            .where(Submission.status.in_(EXCLUDED_STATUSES))
+            .scalar_subquery()
         )
-    ).one()
-    return tuple(row)
+    return tuple(session.execute(select(*parts)).one())
 
 
-def _cached(session: Session, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+def _cached(
+    session: Session, key: tuple[Any, ...], compute: Callable[[], Any], *, statuses: bool = True
+) -> Any:
     """``compute()`` memoised per process under ``key`` plus the current data version."""
-    full_key = (*key, data_version(session=session))
+    full_key = (*key, statuses, data_version(session=session, statuses=statuses))
     with _cache_lock:
         if full_key in _cache:
             _cache.move_to_end(full_key)

@@ -81,6 +81,16 @@ def test_reverification_changes_rank_newest_verdict_counts(world):
     assert [e.user_id for e in board.entries] == ["UTHIRD", "USECOND", "UFIRST"]
     assert board.entry_for("UFIRST").public_score == 0.2
     assert board.solvers == 2
+    solved = leaderboards.all_time_leaderboard(session=world.session, now=now)
+    assert {e.user_id for e in solved.entries} == {"UTHIRD", "USECOND"}
+
+    # An admin cancels a verified submission: both boards drop it (the caches notice).
+    third.status = SubmissionStatus.CANCELLED
+    world.session.commit()
+    board = leaderboards.round_leaderboard(session=world.session, round_id=r.id, now=now)
+    assert [e.user_id for e in board.entries] == ["USECOND", "UFIRST"]
+    solved = leaderboards.all_time_leaderboard(session=world.session, now=now)
+    assert [e.user_id for e in solved.entries] == ["USECOND"]
 
 
 def test_private_scores_revealed_and_ranked_only_once_the_round_closes(world):
