@@ -21,6 +21,7 @@ The bot process calls ``start_scheduler(settings=..., client=...)`` once and ``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -379,15 +380,26 @@ class SchedulerLock:
                 return f"another process (lock file {self.path})"
         return "another process"
 
+    def still_held(self) -> bool:
+        """False when the lock was lost: its PostgreSQL connection dropped (the server restarted)."""
+        if self._connection is None:
+            return self._file_lock is not None
+        try:
+            self._connection.scalar(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     def release(self) -> None:
         if self._connection is not None:
             try:
                 self._connection.scalar(
                     text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY}
                 )
-                self._connection.close()
             except Exception:
                 log.warning("scheduler lock: unlock failed (the lock goes with the connection)")
+            with contextlib.suppress(Exception):
+                self._connection.close()
             if self._engine is not None:
                 self._engine.dispose()
             self._connection = self._engine = None
@@ -413,6 +425,12 @@ def cycle_job() -> None:
     service = _active()
     if service is None:
         log.warning("scheduler job ran without a running scheduler service; ignored")
+        return
+    if not service.lock.still_held():
+        # Another instance may hold the lock now: stop acting and stand by (not from this job's
+        # own thread, which the scheduler's shutdown would wait for).
+        log.error("scheduler: lost the scheduler lock (database connection dropped); standing by")
+        threading.Thread(target=service.demote, name="scheduler-demote", daemon=True).start()
         return
     report = run_cycle(session_factory=service.session_factory, settings=service.settings)
     if report.posted or report.missed or report.errors:
@@ -459,6 +477,7 @@ class SchedulerService:
         self.lock = SchedulerLock(settings.db_url)
         self.scheduler: Any = None
         self.message = ""
+        self.lock_losses = 0
         self._standby = standby
         self._standby_retry_s = standby_retry_s
         self._stopped = threading.Event()
@@ -546,6 +565,24 @@ class SchedulerService:
         )
         log.info(self.message)
         return True
+
+    def demote(self) -> None:
+        """Stop running jobs here (the lock was lost) and stand by to take the lock again."""
+        global _ACTIVE
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        with _ACTIVE_LOCK:
+            if _ACTIVE is self:
+                _ACTIVE = None
+        self.lock.release()
+        self.lock_losses += 1
+        self.message = "lost the scheduler lock; standing by"
+        if self._standby and not self._stopped.is_set():
+            self._standby_thread = threading.Thread(
+                target=self._wait_for_lock, name="scheduler-standby", daemon=True
+            )
+            self._standby_thread.start()
 
     def run_now(self) -> CycleReport:
         """Run one full tick in the calling thread (tests, `rounds tick`)."""

@@ -149,3 +149,28 @@ def test_one_scheduler_per_process(url, factory) -> None:
             second.start()
     finally:
         service.stop()
+
+
+def test_losing_the_postgres_lock_stops_jobs_here_until_it_is_taken_again(
+    postgres_url, catalog
+) -> None:
+    from storage.db import upgrade_database
+
+    upgrade_database(postgres_url)
+    settings = make_settings(postgres_url, schedule_tick_seconds=0.05)
+    engine = make_engine(postgres_url)
+    factory = session_factory(engine)
+    service = SchedulerService(settings=settings, session_factory=factory, standby_retry_s=0.1)
+    try:
+        service.start()
+        assert service.is_running
+        backend = service.lock._connection.scalar(text("SELECT pg_backend_pid()"))
+        with engine.connect() as conn:  # the database drops the lock's connection
+            conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend})
+        _wait(lambda: service.lock_losses == 1, what="the lock loss")
+        _wait(lambda: service.is_running, what="the lock to be taken again")
+        _plan_soon(factory, settings, opens_in=0)
+        _wait(lambda: _keys(factory) == ["round:1:announce"], what="the announcement")
+    finally:
+        service.stop()
+        engine.dispose()
