@@ -68,9 +68,9 @@ def build_round_announcement(*, round_: Round, puzzle: Puzzle | None) -> dict[st
     blocks += [
         divider(),
         section(
-            "*Kit*: `/puzzle` shows the puzzle and links the kit (model weights, task code, "
-            f"starter notebook); offline: `circuitboard puzzles kit {slug}`. Check a solution "
-            f"locally with `circuitboard verify solution.py --puzzle {slug}`."
+            f"*Kit*: `circuitboard puzzles kit {slug} --out {slug}-kit` writes the starter "
+            "notebook, task code and model loader (`/puzzle` shows the puzzle any time). Check a "
+            f"solution locally with `circuitboard verify solution.py --puzzle {slug}`."
         ),
         section(
             "*How to submit*: send me your `solution.py` or notebook (`.ipynb`) in a DM, or use "
