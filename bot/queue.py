@@ -26,7 +26,7 @@ from kombu import Queue
 from kombu.transport import sqlalchemy as kombu_sqla
 
 from bot.settings import Settings, get_settings
-from storage.db import make_engine
+from storage.db import make_engine, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,11 @@ class _SQLChannel(kombu_sqla.Channel):
 
     def _engine_from_config(self):  # type: ignore[no-untyped-def]
         url = self.connection.client.hostname
-        return make_engine(url) if url.startswith("sqlite") else make_engine(url, pool_size=2)
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return make_engine(url)
+        return make_engine(url, pool_size=2)
 
 
 class SQLTransport(kombu_sqla.Transport):
@@ -168,6 +172,20 @@ def enqueue_verification(
         retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
     )
     return str(result.id)
+
+
+def queue_depth(settings: Settings | None = None) -> dict[str, int]:
+    """Messages waiting in each queue (not those a worker has taken and not yet acknowledged)."""
+    app = get_app(settings)
+    depth: dict[str, int] = {}
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        for name in QUEUES:
+            try:
+                depth[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except Exception:  # never declared on this broker: nothing was sent to it
+                depth[name] = 0
+    return depth
 
 
 def worker_argv(

@@ -1,0 +1,212 @@
+"""Helpers for the queue tests: a round to submit to, solutions, real worker processes, waiting."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.queue import LocalWorker, start_local_worker
+from bot.services import submissions
+from puzzles.catalog import get_puzzle
+from storage.db import session_scope
+from storage.models import PuzzleVersion, Round, RoundStatus, Submission, Verdict, utcnow
+
+T = TypeVar("T")
+
+PUZZLE = "palindromes"
+SMALL_VERIFY = '{"heldout_size": 200, "circuit_size": 100}'
+"""Held-out sizes small enough for a shared 2-core machine (the real engine still runs)."""
+
+
+def seed_round(factory: sessionmaker[Session], slug: str = PUZZLE) -> int:
+    puzzle = get_puzzle(slug)
+    now = utcnow()
+    with session_scope(factory) as session:
+        version = session.scalar(
+            select(PuzzleVersion).where(
+                PuzzleVersion.slug == slug, PuzzleVersion.version == puzzle.version
+            )
+        )
+        if version is None:
+            version = PuzzleVersion(
+                slug=slug,
+                version=puzzle.version,
+                weights_sha256=puzzle.weights_sha256,
+                title=puzzle.title,
+            )
+            session.add(version)
+            session.flush()
+        round_ = Round(
+            puzzle_version_id=version.id,
+            channel_id="C0ROUND",
+            opens_at=now - timedelta(days=1),
+            closes_at=now + timedelta(days=27),
+            status=RoundStatus.OPEN,
+        )
+        session.add(round_)
+        session.flush()
+        return round_.id
+
+
+def solution(*, tag: str = "", sleep: float = 0.0, slug: str = PUZZLE) -> bytes:
+    """The puzzle's reference solution; ``sleep`` makes ``predict`` slow (inside the sandbox)."""
+    source = (get_puzzle(slug).solution_path).read_bytes()
+    if sleep:
+        source += (
+            b"\n\nimport time as _time\n_fast_predict = predict\n\n\n"
+            b"def predict(tokens):\n"
+            b"    _time.sleep(" + repr(float(sleep)).encode() + b")\n"
+            b"    return _fast_predict(tokens)\n"
+        )
+    return source + f"\n# {tag}\n".encode()
+
+
+def submit(
+    factory: sessionmaker[Session],
+    *,
+    round_id: int,
+    user_id: str,
+    content: bytes,
+    filename: str = "solution.py",
+) -> int:
+    with session_scope(factory) as session:
+        row = submissions.create_submission(
+            session=session,
+            round_id=round_id,
+            user_id=user_id,
+            filename=filename,
+            content=content,
+        )
+        return row.id
+
+
+def rows(factory: sessionmaker[Session], ids: list[int] | None = None) -> list[Submission]:
+    with session_scope(factory) as session:
+        query = select(Submission).order_by(Submission.id)
+        if ids is not None:
+            query = query.where(Submission.id.in_(ids))
+        return list(session.scalars(query))
+
+
+def verdicts_by_submission(factory: sessionmaker[Session]) -> dict[int, list[int]]:
+    """submission id -> the attempt numbers of its verdicts."""
+    with session_scope(factory) as session:
+        found: dict[int, list[int]] = {}
+        for verdict in session.scalars(select(Verdict).order_by(Verdict.attempt)):
+            found.setdefault(verdict.submission_id, []).append(verdict.attempt)
+        return found
+
+
+def sweep(factory: sessionmaker[Session]) -> submissions.SweepResult:
+    with session_scope(factory) as session:
+        return submissions.sweep(session=session)
+
+
+def wait_for(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    factory: sessionmaker[Session] | None = None,
+    sweep_every: float = 0.5,
+    interval: float = 0.2,
+) -> T:
+    """Poll ``check`` until it returns something truthy; run the sweeper meanwhile if given a
+    session factory (as the scheduler would)."""
+    deadline = time.monotonic() + timeout
+    next_sweep = time.monotonic()
+    while True:
+        if factory is not None and time.monotonic() >= next_sweep:
+            sweep(factory)
+            next_sweep = time.monotonic() + sweep_every
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def all_final(factory: sessionmaker[Session], ids: list[int]) -> list[Submission] | None:
+    found = rows(factory, ids)
+    if len(found) == len(ids) and all(
+        row.status in ("verified", "failed", "rejected") for row in found
+    ):
+        return found
+    return None
+
+
+class Workers:
+    """Real ``circuitboard worker`` processes, each in its own process group."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[LocalWorker] = []
+
+    def start(self, *, concurrency: int = 1) -> LocalWorker:
+        log = self.log_dir / f"worker-{len(self.started)}.log"
+        worker = start_local_worker(concurrency=concurrency, log_path=log)
+        self.started.append(worker)
+        return worker
+
+    @staticmethod
+    def ready(worker: LocalWorker) -> bool:
+        return (
+            worker.log_path is not None
+            and worker.log_path.exists()
+            and (" ready." in worker.log_path.read_text(errors="replace"))
+        )
+
+    def wait_ready(self, *workers: LocalWorker, timeout: float = 60) -> None:
+        for worker in workers:
+            wait_for(
+                lambda w=worker: self.ready(w) or (not w.alive() and self._dead(w)),
+                timeout=timeout,
+                what=f"worker {worker.pid} to start",
+            )
+
+    def _dead(self, worker: LocalWorker) -> bool:
+        raise AssertionError(f"worker {worker.pid} exited:\n{self.logs()}")
+
+    def holding(self, owner: str | None) -> LocalWorker | None:
+        """The worker whose process group contains the lease owner's process."""
+        if not owner:
+            return None
+        pid = int(owner.split("/")[1])
+        try:
+            group = os.getpgid(pid)
+        except ProcessLookupError:
+            return None
+        return next((w for w in self.started if w.pid == group and w.alive()), None)
+
+    def logs(self) -> str:
+        out = []
+        for worker in self.started:
+            if worker.log_path and worker.log_path.exists():
+                tail = worker.log_path.read_text(errors="replace")[-4000:]
+                out.append(f"--- {worker.log_path.name} (pid {worker.pid})\n{tail}")
+        return "\n".join(out)
+
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop(timeout=10)
+
+
+@contextmanager
+def running_workers(log_dir: Path) -> Iterator[Workers]:
+    workers = Workers(log_dir)
+    try:
+        yield workers
+    except BaseException:
+        print(workers.logs())
+        raise
+    finally:
+        workers.stop_all()
