@@ -74,7 +74,7 @@ def test_upload_is_stored_once_and_deduplicated_by_slack_file(env) -> None:
     _settings, factory, round_id = env
     first = _create(factory, round_id, user="U1", slack_file_id="F1")
     again = _create(factory, round_id, user="U1", slack_file_id="F1")
-    other_user_same_bytes = _create(factory, round_id, user="U2", slack_file_id="F2")
+    _create(factory, round_id, user="U2", slack_file_id="F2")  # same bytes, another user
     assert first == again
     with session_scope(factory) as session:
         assert session.scalar(select(func.count()).select_from(Submission)) == 2
