@@ -82,17 +82,25 @@ class AblationEngine:
             hidden = hidden + native.pos(position_ids)
         return hidden, position_ids
 
-    def _attn_z(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        """Per-head attention values ``z`` ``[batch, seq, heads, d_head]`` (TransformerLens hook_z)."""
+    def _attn_z(
+        self, layer: int, resid: torch.Tensor, queries: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Per-head attention values ``z`` ``[batch, seq, heads, d_head]`` (TransformerLens hook_z);
+        with ``queries``, only at those query positions (keys and values still see every position)."""
         block = self.native.layers[layer]
         attn = block.attn
         x = block.ln1(resid)
         batch, seq, _ = x.shape
-        q = attn.q(x).view(batch, seq, attn.n_heads, attn.d_head).transpose(1, 2)
+        xq = x if queries is None else x[:, queries]
+        n_q = xq.shape[1]
+        q = attn.q(xq).view(batch, n_q, attn.n_heads, attn.d_head).transpose(1, 2)
         k = attn.k(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
         v = attn.v(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
         if attn.rotary is not None:
-            q, k = attn.rotary.apply_rope(q, k, position_ids=self._position_ids[: q.shape[0]])
+            positions = self._position_ids[:batch]
+            q_positions = positions if queries is None else positions[:, queries]
+            q, _ = attn.rotary.apply_rope(q, q, position_ids=q_positions)
+            _, k = attn.rotary.apply_rope(k, k, position_ids=positions)
         if attn.kv_repeats > 1:
             k = k.repeat_interleave(attn.kv_repeats, dim=1)
             v = v.repeat_interleave(attn.kv_repeats, dim=1)
@@ -100,6 +108,8 @@ class AblationEngine:
         scores = _softcap(scores, attn.attn_scores_soft_cap)
         if attn.causal:
             mask = attn.causal_mask[:seq, :seq]
+            if queries is not None:
+                mask = mask[queries]
             scores = scores.masked_fill(mask, float("-inf"))
             pattern = F.softmax(scores, dim=-1).masked_fill(mask, 0.0)
         else:
@@ -114,8 +124,9 @@ class AblationEngine:
         return block.mlp(block.ln2(resid))
 
     def _unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        """Logits from the residual stream at the answer positions only ``[batch, k, d]``."""
         native = self.native
-        logits = native.head(native.ln_out(resid[:, self.answer_positions]))
+        logits = native.head(native.ln_out(resid))
         return _softcap(logits, native.output_logits_soft_cap)
 
     def _clean_run(self) -> None:
@@ -137,7 +148,7 @@ class AblationEngine:
                 self.mlp.append(out)
                 resid = resid + out
         self.resid_final = resid
-        self.clean_logits = self._unembed(resid)
+        self.clean_logits = self._unembed(resid[:, self.answer_positions])
 
     def _ablation_values(self, seed: int) -> None:
         if self.ablation == "mean":
@@ -191,30 +202,43 @@ class AblationEngine:
         if first is None:
             return self.clean_logits
         start_layer, start_sub = first
+        answers = self.answer_positions
+        last = self.n_layers - 1
         resid = self.resid_pre[start_layer] if start_sub == 0 else self.resid_mid[start_layer]
         changed = False
+        selected = False  # True once resid holds the answer positions only (in the last layer)
         for layer in range(start_layer, self.n_layers):
+            # In the last layer only the answer positions feed the logits: queries, MLP and
+            # residual stream are computed there alone (keys and values still use every position).
+            pos = answers if layer == last else slice(None)
             if not (layer == start_layer and start_sub == 1):
-                keep = heads[layer]
+                keep = heads[layer][pos]
+                ablated_z = self.z_ablated[layer][:, pos]
                 if not bool(keep.any()):
-                    z = self.z_ablated[layer].expand(self.batch, -1, -1, -1)
+                    z = ablated_z.expand(self.batch, -1, -1, -1)
                 else:
-                    z = self._attn_z(layer, resid) if changed else self.z[layer]
-                    z = torch.where(keep[None, :, :, None], z, self.z_ablated[layer])
-                resid = resid + self._attn_out(layer, z)
+                    if changed:
+                        z = self._attn_z(layer, resid, answers if layer == last else None)
+                    else:
+                        z = self.z[layer][:, pos]
+                    z = torch.where(keep[None, :, :, None], z, ablated_z)
+                resid = resid[:, pos] + self._attn_out(layer, z)
+                selected = layer == last
                 changed = True
             if self.attn_only:
                 continue
-            keep = mlps[layer]
-            ablated = self.mlp_ablated[layer]
+            if layer == last and not selected:
+                resid, selected = resid[:, answers], True
+            keep = mlps[layer][pos]
+            ablated = self.mlp_ablated[layer][:, pos]
             if not bool(keep.any()):
                 out = ablated
             else:
-                out = self._mlp_out(layer, resid) if changed else self.mlp[layer]
+                out = self._mlp_out(layer, resid) if changed else self.mlp[layer][:, pos]
                 out = torch.where(keep[None, :, None], out, ablated)
             resid = resid + out
             changed = True
-        return self._unembed(resid)
+        return self._unembed(resid if selected else resid[:, answers])
 
 
 @torch.no_grad()

@@ -1,0 +1,99 @@
+"""Discrimination on every catalog puzzle: the reference passes, wrong claims fail the right check."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+
+import pytest
+import torch
+
+from puzzles.catalog import list_puzzles
+from puzzles.models import load_model, load_task
+from puzzles.verify import verify_submission
+from puzzles.verify.ablation import AblationEngine
+from puzzles.verify.checks import circuit_check
+from puzzles.verify.components import Component, all_components
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
+
+
+def _ready_puzzles() -> list:
+    try:
+        puzzles = list_puzzles()
+    except Exception:  # a catalog entry being written right now must not break collection
+        return []
+    return [p for p in puzzles if p.solution_path.is_file() and p.weights_path.is_file()]
+
+
+PUZZLES = _ready_puzzles()
+
+
+def _reference_circuit(puzzle) -> list[str]:
+    tree = ast.parse(puzzle.solution_path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "CIRCUIT" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError(f"{puzzle.slug}: solution.py defines no literal CIRCUIT")
+
+
+@pytest.fixture(scope="module", params=PUZZLES, ids=[p.slug for p in PUZZLES])
+def reference(request):
+    puzzle = request.param
+    verdict = verify_submission(puzzle.solution_path.read_bytes(), "solution.py", puzzle)
+    return puzzle, verdict
+
+
+def test_reference_solution_passes(reference) -> None:
+    puzzle, verdict = reference
+    assert verdict.error is None, verdict.report_md
+    assert verdict.passed, verdict.report_md
+    assert (
+        verdict.checks["circuit"].details["faithfulness"] >= puzzle.verify["faithfulness_threshold"]
+    )
+    assert verdict.plot_png and verdict.plot_png.startswith(b"\x89PNG")
+    assert "public held-out set" in verdict.report_md
+
+
+def test_wrong_algorithm_and_broken_circuit_fail(reference) -> None:
+    puzzle, ref_verdict = reference
+    model, task = load_model(puzzle), load_task(puzzle)
+    necessity = ref_verdict.checks["circuit"].details["necessity"]
+    essential = max(necessity, key=lambda name: necessity[name] or 0.0)
+    circuit = [c for c in _reference_circuit(puzzle) if c != essential]
+    engine = AblationEngine(model, task.generate(256, 1), answer_positions=task.ANSWER_POSITIONS)
+    answers = engine.clean_logits.argmax(-1)
+    # a wrong algorithm: always answer a class the model rarely gives
+    rare = int(torch.bincount(answers.flatten(), minlength=len(task.CLASSES)).argmin())
+    k = len(task.ANSWER_POSITIONS)
+    source = (
+        f"import torch\nCIRCUIT = {circuit!r}\n"
+        f"def predict(tokens):\n    return torch.full((tokens.shape[0], {k}), {rare})\n"
+    )
+    verdict = verify_submission(source.encode(), "wrong.py", puzzle, heldout_size=500)
+    assert not verdict.passed
+    assert not verdict.checks["replication"].passed, verdict.report_md
+    circuit_result = verdict.checks["circuit"]
+    assert not circuit_result.details["faithfulness_passed"], verdict.report_md
+
+
+def test_circuit_of_everything_is_faithful_but_not_minimal(reference) -> None:
+    """Every component at every position: nothing is ablated (faithfulness 1), but most entries
+    do not matter (a head at a position the answer never reads from), so minimality fails."""
+    puzzle, _ = reference
+    model, task = load_model(puzzle), load_task(puzzle)
+    cfg = model.cfg
+    components = all_components(
+        n_layers=cfg.n_layers, n_heads=cfg.n_heads, attn_only=bool(cfg.attn_only)
+    )
+    everything = [
+        Component(c.layer, c.head, pos) for c in components for pos in range(task.SEQ_LEN)
+    ]
+    engine = AblationEngine(model, task.generate(200, 7), answer_positions=task.ANSWER_POSITIONS)
+    result = circuit_check(engine, everything, config=puzzle.verify)
+    assert result.details["faithfulness"] == pytest.approx(1.0)
+    assert result.details["faithfulness_passed"]
+    assert result.details["minimality"] < puzzle.verify["minimality_threshold"]
+    assert not result.passed
