@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,6 +24,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.listeners import register_listeners
+from bot.listeners.after_ack import request_in_flight
 from bot.listeners.middleware import dedupe_deliveries, inject_context
 from bot.outbox import PER_CHANNEL_INTERVAL_S, Dispatcher
 from bot.settings import Settings
@@ -31,6 +33,7 @@ from storage.db import session_factory as make_session_factory
 log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 60.0
+LISTENER_THREADS = 64
 
 
 class _BotIdentity:
@@ -93,6 +96,10 @@ def build_app(
         request_verification_enabled=secret is not None,
         token_verification_enabled=False,
         logger=logging.getLogger("bot.slack"),
+        # Bolt's default pool has 5 threads: five slow listeners would delay every other ack.
+        listener_executor=ThreadPoolExecutor(
+            max_workers=LISTENER_THREADS, thread_name_prefix="bolt"
+        ),
     )
     dispatcher = Dispatcher(
         session_factory=factory, client=client, per_channel_interval=per_channel_interval
@@ -162,8 +169,14 @@ class _BoltHandler(BaseHTTPRequestHandler):
         headers: dict[str, list[str]] = {}
         for name, value in self.headers.items():
             headers.setdefault(name.lower(), []).append(value)
-        response = self.app.dispatch(BoltRequest(body=body, headers=headers))
-        self._reply(response.status, response.body or "", response.headers)
+        with request_in_flight():
+            response = self.app.dispatch(BoltRequest(body=body, headers=headers))
+            self._reply(response.status, response.body or "", response.headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # Slack bursts: the default backlog of 5 resets connections
 
 
 def make_http_server(app: App, *, host: str = "0.0.0.0", port: int = 3000) -> ThreadingHTTPServer:
@@ -173,7 +186,7 @@ def make_http_server(app: App, *, host: str = "0.0.0.0", port: int = 3000) -> Th
         pass
 
     Handler.app = app
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
     server.daemon_threads = True
     return server
 

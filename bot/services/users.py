@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import SlackUser
@@ -18,8 +19,14 @@ def ensure(
     user = session.get(SlackUser, user_id)
     if user is None:
         user = SlackUser(id=user_id, display_name=display_name, dm_channel=dm_channel)
-        session.add(user)
-        session.flush()
+        try:
+            with session.begin_nested():  # two first contacts at once: the loser reads the winner
+                session.add(user)
+        except IntegrityError:
+            found = session.get(SlackUser, user_id)
+            if found is None:
+                raise
+            return found
         return user
     if display_name and user.display_name != display_name:
         user.display_name = display_name

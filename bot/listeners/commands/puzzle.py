@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
+from bot.listeners.after_ack import after_ack
 from bot.services import commands
 from storage.db import session_scope
 
@@ -15,6 +16,14 @@ def puzzle_command(
     ack: Ack, command: dict, respond: Respond, client: WebClient, context: BoltContext
 ) -> None:
     ack()
+    after_ack(
+        answer_puzzle_command, command=command, respond=respond, client=client, context=context
+    )
+
+
+def answer_puzzle_command(
+    *, command: dict, respond: Respond, client: WebClient, context: BoltContext
+) -> None:
     with session_scope(context["db"]) as session:
         result = commands.run_puzzle_command(
             session=session,
