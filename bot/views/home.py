@@ -105,16 +105,8 @@ def _text(*, multiline: bool = False, placeholder: str = "") -> Block:
 
 
 def build_admin_modal(action_id: str, *, round_usage: str = "") -> dict[str, Any]:
-    """The modal behind each admin panel button; its submission is handled in listeners.views."""
-    if action_id == ADMIN_HINT:
-        return _modal(
-            ADMIN_HINT,
-            "Schedule a hint",
-            [
-                _input("when", "Release at", {"type": "datetimepicker"}),
-                _input("text", "Hint", _text(multiline=True)),
-            ],
-        )
+    """The modal behind each admin panel button (the hint button opens ``announcements``'s
+    hint modal); submissions are handled in ``listeners.views``."""
     if action_id == ADMIN_ROUND:
         return _modal(
             ADMIN_ROUND,
@@ -158,3 +150,4 @@ def build_admin_modal(action_id: str, *, round_usage: str = "") -> dict[str, Any
 
 
 ADMIN_ACTIONS = (ADMIN_HINT, ADMIN_ROUND, ADMIN_CREDIT, ADMIN_REVERIFY, ADMIN_GRANT)
+ADMIN_MODALS = (ADMIN_ROUND, ADMIN_CREDIT, ADMIN_REVERIFY, ADMIN_GRANT)

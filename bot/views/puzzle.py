@@ -167,3 +167,13 @@ def build_submit_modal(*, puzzle_title: str | None, private_metadata: str = "") 
             },
         ],
     }
+
+
+def build_error_modal(text: str) -> dict[str, Any]:
+    """A modal that only explains why the requested form cannot be shown."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "circuitboard"},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [section(f":warning: {text}")],
+    }

@@ -7,8 +7,8 @@ from slack_sdk import WebClient
 
 from bot.listeners.authz import require_admin
 from bot.listeners.events.home import publish_home
-from bot.services import commands
-from bot.views.home import ADMIN_ACTIONS, HOME_REFRESH, OPEN_SUBMIT, build_admin_modal
+from bot.services import admin_panel, commands
+from bot.views.home import ADMIN_ACTIONS, HOME_REFRESH, OPEN_SUBMIT
 from storage.db import session_scope
 
 
@@ -19,14 +19,14 @@ def register(app: App) -> None:
     app.action(OPEN_SUBMIT)(open_submit_modal)
 
 
-def open_admin_modal(ack: Ack, body: dict, client: WebClient) -> None:
+def open_admin_modal(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
     ack()
-    from bot.services.rounds import ROUND_USAGE
-
     action_id = body["actions"][0]["action_id"]
-    client.views_open(
-        trigger_id=body["trigger_id"], view=build_admin_modal(action_id, round_usage=ROUND_USAGE)
-    )
+    with session_scope(context["db"]) as session:
+        view = admin_panel.modal_for(
+            session=session, settings=context["settings"], action_id=action_id
+        )
+    client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 def refresh_home(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:

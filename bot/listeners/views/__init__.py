@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
-
 from slack_bolt import Ack, App, BoltContext
 
 from bot import outbox
@@ -12,13 +9,17 @@ from bot.listeners.authz import require_admin
 from bot.services import commands, uploads
 from bot.views import home as home_views
 from bot.views import puzzle as puzzle_views
+from bot.views.announcements import HINT_MODAL_CALLBACK, read_hint_modal
+from bot.views.puzzle import build_info_message
 from storage.db import session_scope
+from storage.models import utcnow
 
 
 def register(app: App) -> None:
     app.view(puzzle_views.SUBMIT_MODAL_CALLBACK)(submit_solution)
-    for callback_id in home_views.ADMIN_ACTIONS:
+    for callback_id in home_views.ADMIN_MODALS:
         app.view(callback_id, middleware=[require_admin])(admin_modal_submitted)
+    app.view(HINT_MODAL_CALLBACK, middleware=[require_admin])(hint_modal_submitted)
 
 
 def _value(view: dict, block_id: str, action_id: str) -> dict:
@@ -64,14 +65,9 @@ def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> N
     context["outbox"].wake()
 
 
-def _admin_text(view: dict, tz: str) -> str:
+def _admin_text(view: dict) -> str:
     """The modal's fields as the equivalent `/puzzle admin` command (one code path for both)."""
     callback = view["callback_id"]
-    if callback == home_views.ADMIN_HINT:
-        stamp = _value(view, "when", "value").get("selected_date_time")
-        when = datetime.fromtimestamp(int(stamp), UTC).astimezone(ZoneInfo(tz)) if stamp else None
-        text = (_value(view, "text", "value").get("value") or "").strip()
-        return f'hint add "{when:%Y-%m-%d %H:%M}" {text}' if when else f"hint add {text}"
     if callback == home_views.ADMIN_ROUND:
         return "round " + (_value(view, "command", "value").get("value") or "").strip()
     if callback == home_views.ADMIN_CREDIT:
@@ -95,7 +91,7 @@ def admin_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext
             session=session,
             settings=settings,
             actor_id=user_id,
-            text=_admin_text(view, settings.timezone),
+            text=_admin_text(view),
             authorized=True,  # require_admin checked and audited this request
         )
         outbox.enqueue(
@@ -103,5 +99,43 @@ def admin_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext
             key=f"admin:{view.get('id')}:result",
             method="chat_postMessage",
             payload={"channel": user_id, **reply},
+        )
+    context["outbox"].wake()
+
+
+def hint_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext) -> None:
+    """The hint modal (date-time picker): saved at once, so a refusal shows on the form."""
+    from bot.services import hints
+
+    user_id = body["user"]["id"]
+    settings = context["settings"]
+    round_id, hint_id, release_at, text = read_hint_modal(view)
+    with session_scope(context["db"]) as session:
+        try:
+            with session.begin_nested():
+                hint = hints.save_from_modal(
+                    session=session,
+                    round_id=round_id,
+                    hint_id=hint_id,
+                    release_at=release_at,
+                    text=text,
+                    actor_id=user_id,
+                    now=utcnow(),
+                    settings=settings,
+                )
+        except (hints.HintError, ValueError, LookupError) as exc:
+            ack(response_action="errors", errors={"release_at": str(exc)[:150]})
+            return
+        ack()
+        outbox.enqueue(
+            session=session,
+            key=f"admin:{view.get('id')}:result",
+            method="chat_postMessage",
+            payload={
+                "channel": user_id,
+                **build_info_message(
+                    "Scheduled " + hints.describe_hint(hint, tz=settings.timezone)
+                ),
+            },
         )
     context["outbox"].wake()

@@ -86,7 +86,7 @@ class SlackApp:
         return self._interactive(payload, **kw)
 
     def view_submission(
-        self, callback_id: str, values: dict, *, user: str = "U1", **kw: Any
+        self, callback_id: str, values: dict, *, user: str = "U1", metadata: str = "", **kw: Any
     ) -> httpx.Response:
         payload = {
             "type": "view_submission",
@@ -98,7 +98,7 @@ class SlackApp:
                 "id": f"V{uuid.uuid4().hex[:8]}",
                 "type": "modal",
                 "callback_id": callback_id,
-                "private_metadata": "",
+                "private_metadata": metadata,
                 "state": {"values": values},
             },
         }

@@ -70,22 +70,30 @@ def test_non_admin_button_and_modal_are_refused_and_audited(slack_app, open_roun
 
 
 def test_admin_opens_panel_modal_and_schedules_a_hint(slack_app, open_round):
-    slack_app.action("admin_schedule_hint", user=ADMIN)
-    (opened,) = slack_app.fake.wait_for("views.open")
-    assert opened.args["view"]["callback_id"] == "admin_schedule_hint"
     import time
 
-    when = int(time.time()) + 3 * 86400
-    values = {
-        "when": {"value": {"type": "datetimepicker", "selected_date_time": when}},
-        "text": {"value": {"type": "plain_text_input", "value": "Look at layer 0."}},
-    }
-    slack_app.view_submission("admin_schedule_hint", values, user=ADMIN)
+    slack_app.action("admin_schedule_hint", user=ADMIN)
+    (opened,) = slack_app.fake.wait_for("views.open")
+    view = opened.args["view"]
+    assert view["callback_id"] == "hint_schedule"
+
+    def submit(when: int):
+        values = {
+            "release_at": {"value": {"type": "datetimepicker", "selected_date_time": when}},
+            "text": {"value": {"type": "plain_text_input", "value": "Look at layer 0."}},
+        }
+        return slack_app.view_submission(
+            "hint_schedule", values, user=ADMIN, metadata=view["private_metadata"]
+        )
+
+    refused = submit(int(time.time()) - 86400)  # in the past: the form says why
+    assert refused.json()["response_action"] == "errors"
+    assert submit(int(time.time()) + 3 * 86400).status_code == 200
     (reply,) = slack_app.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == ADMIN)
     assert "Scheduled" in reply.args["text"], reply.args["text"]
     with session_scope(slack_app.factory) as session:
         assert session.query(Hint).filter_by(text="Look at layer 0.").count() == 1
-    assert [a[2] for a in _audit(slack_app)] == [True, True]
+    assert [a[2] for a in _audit(slack_app)] == [True, True, True]
 
 
 def _closed_port() -> int:

@@ -213,8 +213,9 @@ def views() -> dict[str, dict]:
         "submit_modal": puzzle.build_submit_modal(puzzle_title="T" * 300, private_metadata="7"),
         "hint_modal": announcements.build_hint_modal(round_=ov.round, tz_name="Europe/Paris"),
     }
-    for action_id in home.ADMIN_ACTIONS:
+    for action_id in home.ADMIN_MODALS:
         built[action_id] = home.build_admin_modal(action_id, round_usage="u" * 5000)
+    built["error_modal"] = puzzle.build_error_modal("e" * 5000)
     return built
 
 
