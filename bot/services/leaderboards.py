@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, select, union, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
@@ -50,8 +50,10 @@ class ScoreRule:
     checks_total: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RoundEntry:
+    """One row of a round board. Boards are cached and shared: treat entries as read-only."""
+
     rank: int
     user_id: str
     display_name: str | None
@@ -281,8 +283,8 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
         .subquery()
     )
     stats = {
-        row.user_id: (row.attempts, row.status)
-        for row in session.execute(
+        user_id: (attempts, status)
+        for user_id, status, attempts in session.execute(
             select(per_user.c.user_id, per_user.c.status, per_user.c.attempts).where(
                 per_user.c.n == 1
             )
@@ -291,25 +293,38 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
 
     entries: list[RoundEntry] = []
     previous_key: tuple[Any, ...] | None = None
-    for position, row in enumerate(best_rows, start=1):
-        key = (row.checks_passed, row.score, row.created_at)
-        rank = entries[-1].rank if key == previous_key else position
+    rank = 0
+    for position, (
+        user_id,
+        submission_id,
+        created_at,
+        writeup_url,
+        passed,
+        checks_passed,
+        public_score,
+        private_score,
+        score,
+        _n,
+    ) in enumerate(best_rows, start=1):
+        key = (checks_passed, score, created_at)
+        if key != previous_key:
+            rank = position
         previous_key = key
-        attempts, latest = stats.get(row.user_id, (1, SubmissionStatus.VERIFIED))
+        attempts, latest = stats.get(user_id, (1, SubmissionStatus.VERIFIED))
         entries.append(
             RoundEntry(
-                rank=rank,
-                user_id=row.user_id,
-                display_name=None,
-                submission_id=row.submission_id,
-                submitted_at=row.created_at,
-                passed=bool(row.passed),
-                checks_passed=row.checks_passed,
-                public_score=row.public_score,
-                private_score=row.private_score if revealed else None,
-                attempts=attempts,
-                latest_status=SubmissionStatus(latest),
-                writeup_url=row.writeup_url,
+                rank,
+                user_id,
+                None,
+                submission_id,
+                created_at,
+                bool(passed),
+                checks_passed,
+                public_score,
+                private_score if revealed else None,
+                attempts,
+                latest,
+                writeup_url,
             )
         )
     ranked = {e.user_id for e in entries}
@@ -359,11 +374,14 @@ def all_time_leaderboard(
         _bind_key(session),
         tuple((r.id, r.status.value, r.opens_at, r.closes_at) for r in rounds),
         latest_open,
+        limit,
     )
-    ranked: tuple[tuple[str, tuple[int, ...]], ...] = _cached(
-        session, key, lambda: _compute_all_time(session, rounds, latest_open, now), statuses=False
+    shown: tuple[tuple[str, tuple[int, ...]], ...] = _cached(
+        session,
+        key,
+        lambda: _compute_all_time(session, rounds, latest_open, now, limit),
+        statuses=False,
     )
-    shown = ranked if limit is None else ranked[:limit]
     names: dict[str, str | None] = {}
     if shown:
         query = select(SlackUser.id, SlackUser.display_name)
@@ -392,47 +410,74 @@ def all_time_leaderboard(
 
 
 def _compute_all_time(
-    session: Session, rounds: list[Round], latest_open: bool, now: datetime
+    session: Session, rounds: list[Round], latest_open: bool, now: datetime, limit: int | None
 ) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order."""
-    ordinal = {r.id: i for i, r in enumerate(rounds, start=1)}
+    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order.
+
+    All in one SQL statement (streaks as gaps-and-islands over the rounds' ordinals), so only
+    the rows shown leave the database.
+    """
+    latest = len(rounds)
+    current_from = latest - 1 if latest_open else latest  # the open round may still be solved
+    counted = (
+        select(
+            Round.id.label("round_id"),
+            Round.closes_at,
+            func.row_number().over(order_by=(Round.opens_at, Round.id)).label("idx"),
+        )
+        .where(Round.status != RoundStatus.CANCELLED, Round.opens_at <= now)
+        .cte("counted")
+    )
     newer = aliased(Verdict)
-    solved_pairs = session.execute(
-        select(Submission.user_id, Submission.round_id)
+    # Byte order is enough to group by user; the database's locale collation sorts much slower.
+    user_key = (
+        Submission.user_id.collate("C").label("user_id")
+        if session.get_bind().dialect.name == "postgresql"
+        else Submission.user_id
+    )
+    solved = (
+        select(user_key, counted.c.idx)
         .join(Verdict, Verdict.submission_id == Submission.id)
-        .join(Round, Round.id == Submission.round_id)
+        .join(counted, counted.c.round_id == Submission.round_id)
         .where(
             Verdict.passed.is_(True),
             ~select(newer.id)
             .where(newer.submission_id == Verdict.submission_id, newer.attempt > Verdict.attempt)
             .exists(),
             Submission.status.not_in(EXCLUDED_STATUSES),
-            Submission.created_at < Round.closes_at,
-            Round.status != RoundStatus.CANCELLED,
-            Round.opens_at <= now,
+            Submission.created_at < counted.c.closes_at,
         )
         .distinct()
-    ).all()
-    solved: dict[str, list[int]] = {}
-    for user_id, round_id in solved_pairs:
-        if round_id in ordinal:
-            solved.setdefault(user_id, []).append(ordinal[round_id])
-    latest = len(rounds)
-    current_from = latest - 1 if latest_open else latest  # the open round may still be solved
-
-    totals: dict[str, list[int]] = {}
-    for user_id, indices in solved.items():
-        indices.sort()
-        longest = run = 0
-        previous = -1
-        for index in indices:
-            run = run + 1 if index == previous + 1 else 1
-            longest = max(longest, run)
-            previous = index
-        current = run if previous >= current_from else 0
-        totals[user_id] = [0, 0, len(indices), current, longest]
-
-    credit_rows = session.execute(
+        .cte("solved")
+    )
+    islands = select(
+        solved.c.user_id,
+        solved.c.idx,
+        (
+            solved.c.idx
+            - func.row_number().over(partition_by=solved.c.user_id, order_by=solved.c.idx)
+        ).label("island"),
+    ).cte("islands")
+    runs = (
+        select(
+            islands.c.user_id,
+            func.count().label("length"),
+            func.max(islands.c.idx).label("last"),
+        )
+        .group_by(islands.c.user_id, islands.c.island)
+        .cte("runs")
+    )
+    streaks = (
+        select(
+            runs.c.user_id,
+            func.sum(runs.c.length).label("solved"),
+            func.max(runs.c.length).label("longest"),
+            func.max(case((runs.c.last >= current_from, runs.c.length), else_=0)).label("current"),
+        )
+        .group_by(runs.c.user_id)
+        .cte("streaks")
+    )
+    held = (
         select(
             Credit.user_id,
             func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)).label("best"),
@@ -442,16 +487,31 @@ def _compute_all_time(
         )
         .where(Credit.revoked_at.is_(None))
         .group_by(Credit.user_id)
-    ).all()
-    for row in credit_rows:
-        stats = totals.setdefault(row.user_id, [0, 0, 0, 0, 0])
-        stats[0], stats[1] = int(row.best or 0), int(row.mentions or 0)
-
-    ordered = sorted(
-        totals.items(),
-        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
+        .cte("held")
     )
-    return tuple((user_id, tuple(stats)) for user_id, stats in ordered)
+    people = union(select(streaks.c.user_id), select(held.c.user_id)).cte("people")
+    best = func.coalesce(held.c.best, 0)
+    mentions = func.coalesce(held.c.mentions, 0)
+    solved_n = func.coalesce(streaks.c.solved, 0)
+    current = func.coalesce(streaks.c.current, 0)
+    longest = func.coalesce(streaks.c.longest, 0)
+    query = (
+        select(people.c.user_id, best, mentions, solved_n, current, longest)
+        .select_from(people)
+        .outerjoin(streaks, streaks.c.user_id == people.c.user_id)
+        .outerjoin(held, held.c.user_id == people.c.user_id)
+        .order_by(
+            best.desc(),
+            mentions.desc(),
+            solved_n.desc(),
+            longest.desc(),
+            current.desc(),
+            people.c.user_id,
+        )
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return tuple((row[0], tuple(int(v) for v in row[1:])) for row in session.execute(query).all())
 
 
 # --- caching: boards are recomputed only when the data they are built from changed ----------
