@@ -358,10 +358,15 @@ def _counted_rounds(*, session: Session, now: datetime) -> list[Round]:
     )
 
 
+ALL_TIME_DEFAULT_LIMIT = 100
+
+
 def all_time_leaderboard(
-    *, session: Session, now: datetime | None = None, limit: int | None = None
+    *, session: Session, now: datetime | None = None, limit: int | None = ALL_TIME_DEFAULT_LIMIT
 ) -> AllTimeLeaderboard:
-    """Credits, rounds solved and streaks of consecutive rounds solved, for everyone who has any.
+    """Credits, rounds solved and streaks of consecutive rounds solved: the top ``limit`` users.
+
+    ``limit=None`` returns everyone who has a solve or a credit.
 
     A round is solved by a user when the newest verdict of one of their submissions passed. The
     current streak is not broken by the open round the user has not solved yet.
