@@ -154,3 +154,18 @@ def test_http_app_serves_when_slack_is_unreachable(sqlite_url, fake_slack, caplo
         server.shutdown()
         server.server_close()
         dispatcher_of(app).stop()
+
+
+def test_socket_mode_app_needs_no_signing_secret(sqlite_url, fake_slack):
+    from storage.db import upgrade_database
+
+    upgrade_database(sqlite_url)
+    settings = Settings(
+        database_url=sqlite_url,
+        slack_bot_token=fake_slack.token,
+        slack_app_token="xapp-1",
+        slack_api_url=fake_slack.api_url,
+    )
+    app = build_app(settings, session_factory=session_factory(sqlite_url), start_dispatcher=False)
+    assert app.client.base_url == fake_slack.api_url
+    assert fake_slack.calls_to("auth.test")  # identity checked once at start
