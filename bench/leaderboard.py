@@ -182,7 +182,6 @@ def measure(url: str, round_id: int, *, repeat: int) -> dict[str, tuple[float, f
     """Each board, cold (cache cleared every call) and warm (cache fingerprint only)."""
     engine = make_engine(url)
     factory = session_factory(engine)
-    rule = leaderboards.ScoreRule(checks_total=2)
     results: dict[str, tuple[float, float | None]] = {}
     try:
         with factory() as session:
@@ -191,9 +190,7 @@ def measure(url: str, round_id: int, *, repeat: int) -> dict[str, tuple[float, f
 
             def round_board() -> object:
                 session.expire_all()
-                return leaderboards.round_leaderboard(
-                    session=session, round_id=round_id, now=now, rule=rule
-                )
+                return leaderboards.round_leaderboard(session=session, round_id=round_id, now=now)
 
             def all_time() -> object:
                 session.expire_all()

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import case, func, select, union, update
@@ -115,6 +116,16 @@ class AllTimeLeaderboard:
 
 
 def score_rule(slug: str) -> ScoreRule:
+    """``_score_rule`` for the catalog as configured now (the extra catalog path may change)."""
+    import os
+
+    from puzzles.catalog import EXTRA_PATH_ENV
+
+    return _score_rule(slug, os.environ.get(EXTRA_PATH_ENV, ""))
+
+
+@lru_cache(maxsize=64)
+def _score_rule(slug: str, _catalog_path: str) -> ScoreRule:
     """How the puzzle's primary score (``verdicts.public_score``/``private_score``) ranks.
 
     The verification engine stores the replication score there (higher is better); a puzzle can
