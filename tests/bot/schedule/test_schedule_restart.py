@@ -152,7 +152,7 @@ def test_stopped_between_scheduling_and_release_posts_once_after_restart(
     pid, message = processes.start()
     assert message.startswith("scheduler running")
     now = utcnow()
-    opens = now + timedelta(seconds=1.5)
+    opens = now + timedelta(seconds=3)
     with session_scope(db) as s:  # planned while the scheduler runs
         round_id = rounds.plan(
             session=s,
@@ -265,14 +265,14 @@ def test_kill_9_during_releases_loses_and_duplicates_nothing(
 
     rng = random.Random(8)
     kills = interrupted = 0
-    while kills < kills_wanted or not done():
-        assert kills < 200, "the scheduler never finished the month"
+    while kills < kills_wanted:
         time.sleep(rng.uniform(0.0, 0.3))
         processes.stop(pid, signal.SIGKILL)
         kills += 1
         interrupted += backlog() > 0
         pid, _ = processes.start()
-    _wait(done, what="the restarted scheduler to finish")
+    # The last one is left alone: everything due by now is released, the rest on time.
+    _wait(done, timeout=span + 60, what="the restarted scheduler to finish the month")
     processes.stop(pid, signal.SIGTERM)
     print(f"{kills} kills, {interrupted} left due hints unreleased")
     assert interrupted >= 1, "no kill landed while hints were being released"
