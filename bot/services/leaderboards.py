@@ -625,6 +625,8 @@ def refresh_pinned_leaderboard(
             method="chat_postMessage",
             payload={"channel": board.channel_id, **content},
         )
+    if post.status == OutboxStatus.FAILED:
+        return None  # the post never made it (e.g. the bot is not in the channel): nothing to edit
     if post.status == OutboxStatus.SENT and post.slack_ts:
         outbox.enqueue(
             session=session,

@@ -116,3 +116,22 @@ def test_command_view_shows_public_scores_but_never_private_ones_while_open(worl
     shown = json.dumps(build_round_leaderboard_message(board, viewer_id="UBOB"))
     assert "0.875" in shown and "0.123" not in shown
     assert "waiting for its verdict" in shown
+
+
+def test_nothing_is_queued_for_a_pinned_post_that_failed(world, fake_slack):
+    r = world.round(channel="CGONE")
+    world.submit(r, "UALICE", verdicts=[(2, True, 0.9, 0.9)])
+    world.session.commit()
+    now = r.opens_at + timedelta(days=1)
+    leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
+    world.session.commit()
+    fake_slack.fail("chat.postMessage", "not_in_channel")
+    world.now = now
+    _drain(world, fake_slack)
+    world.submit(r, "UBOB", verdicts=[(2, True, 0.8, 0.8)])
+    world.session.commit()
+    assert (
+        leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
+        is None
+    )
+    assert world.session.scalars(select(OutboxMessage.status)).all() == [OutboxStatus.FAILED]
