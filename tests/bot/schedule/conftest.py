@@ -45,6 +45,14 @@ def factory(url):
 
 
 @pytest.fixture
+def any_factory(any_url):
+    """A session factory on SQLite and on the real PostgreSQL."""
+    engine = make_engine(any_url)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
 def slack_server():
     from fakes.slack import FakeSlack
 

@@ -86,8 +86,9 @@ def _heads(texts: list[str]) -> list[str]:
 
 
 def test_a_full_month_posts_exactly_the_expected_messages_in_order(
-    factory, settings, client, slack_server
+    any_url, any_factory, client, slack_server
 ) -> None:
+    factory, settings = any_factory, make_settings(any_url)
     dec, jan = _plan_two_months(factory, settings)
     _add_solver(factory, dec, "UALICE", private=0.97, public=0.95)
     _add_solver(factory, dec, "UBOB", private=0.99, public=0.90)
