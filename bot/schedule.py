@@ -594,6 +594,9 @@ class SchedulerService:
         global _ACTIVE
         self._stopped.set()
         if self.scheduler is not None:
+            # Pausing first keeps the scheduler thread from submitting a job to an executor that
+            # shutdown() has just closed (APScheduler logs that as an error).
+            self.scheduler.pause()
             self.scheduler.shutdown(wait=wait)
             self.scheduler = None
         with _ACTIVE_LOCK:
