@@ -36,7 +36,7 @@ DEFAULT_URL = os.environ.get(
 # The indexes the leaderboard queries use (created by the migrations); "without" drops these.
 LEADERBOARD_INDEXES = [
     "ix_submissions_round_user",
-    "ix_submissions_updated_at",
+    "ix_submissions_round_updated",
     "ix_verdicts_passed_submission",
 ]
 SHOWN = 20  # rows of the all-time board a Slack view shows

@@ -229,8 +229,8 @@ class Submission(Base):
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         Index("ix_submissions_round_user", "round_id", "user_id"),
         Index("ix_submissions_status_lease", "status", "lease_expires_at"),
-        # Leaderboard cache fingerprint: max(updated_at) in one index lookup.
-        Index("ix_submissions_updated_at", "updated_at"),
+        # A round's leaderboard fingerprint (count, newest change, cancellations): index only.
+        Index("ix_submissions_round_updated", "round_id", "updated_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

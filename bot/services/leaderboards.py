@@ -184,7 +184,9 @@ def round_leaderboard(
     rule = rule or score_rule(slug)
     revealed = is_revealed(round_, now=now) if reveal is None else reveal
     key = ("round", _bind_key(session), round_id, round_.closes_at, revealed, rule)
-    body = _cached(session, key, lambda: _compute_round(session, round_, rule, revealed))
+    body = _cached(
+        session, key, lambda: _compute_round(session, round_, rule, revealed), round_id=round_id
+    )
     entries = list(body.entries)
     if with_names:
         names = dict(
@@ -396,7 +398,6 @@ def all_time_leaderboard(
         session,
         key,
         lambda: _compute_all_time(session, rounds, latest_open, now, limit),
-        statuses=False,
     )
     names: dict[str, str | None] = {}
     if shown:
@@ -541,36 +542,48 @@ def _bind_key(session: Session) -> str:
     return str(session.get_bind().url)
 
 
-def data_version(*, session: Session, statuses: bool = True) -> tuple[Any, ...]:
+def data_version(*, session: Session, round_id: int | None = None) -> tuple[Any, ...]:
     """A fingerprint that changes whenever the data a board is built from changes.
 
-    Verdicts are append-only (newest id) and credits are only added or revoked. With
-    ``statuses`` (the round board shows each user's latest status) any submission change counts,
-    through ``max(updated_at)``; without it (the all-time board) only how many submissions are
-    cancelled or rejected does, so queue progress (stages, leases) does not discard the cached
-    all-time board. Each part is an index lookup.
+    Verdicts and credits: newest id and count (a count also catches a row committed after one
+    with a higher id). For a round board, its submissions' count, newest ``updated_at`` and how
+    many are cancelled or rejected (the board shows each user's latest status); for the all-time
+    board only how many submissions are cancelled or rejected, so queue progress (stages, leases)
+    keeps its cache. Each part is an index-only lookup or a small index range.
     """
-    parts = [
+    excluded = func.count(case((Submission.status.in_(EXCLUDED_STATUSES), 1)))
+    parts: list[Any] = [
         select(func.max(Verdict.id)).scalar_subquery(),
+        select(func.count(Verdict.id)).scalar_subquery(),
+        select(func.count(Credit.id)).scalar_subquery(),
         select(func.max(Credit.id)).scalar_subquery(),
         select(func.count(Credit.revoked_at)).scalar_subquery(),
     ]
-    if statuses:
-        parts.append(select(func.max(Submission.updated_at)).scalar_subquery())
-    else:
+    if round_id is None:
         parts.append(
             select(func.count(Submission.id))
             .where(Submission.status.in_(EXCLUDED_STATUSES))
             .scalar_subquery()
         )
+        return tuple(session.execute(select(*parts)).one())
+    mine = Submission.round_id == round_id
+    parts += [
+        select(func.count()).select_from(Submission).where(mine).scalar_subquery(),
+        select(func.max(Submission.updated_at)).where(mine).scalar_subquery(),
+        select(excluded).where(mine).scalar_subquery(),
+    ]
     return tuple(session.execute(select(*parts)).one())
 
 
 def _cached(
-    session: Session, key: tuple[Any, ...], compute: Callable[[], Any], *, statuses: bool = True
+    session: Session,
+    key: tuple[Any, ...],
+    compute: Callable[[], Any],
+    *,
+    round_id: int | None = None,
 ) -> Any:
-    """``compute()`` memoised per process under ``key`` plus the current data version."""
-    full_key = (*key, statuses, data_version(session=session, statuses=statuses))
+    """``compute()`` memoised per process under ``key`` plus the current data fingerprint."""
+    full_key = (*key, data_version(session=session, round_id=round_id))
     with _cache_lock:
         if full_key in _cache:
             _cache.move_to_end(full_key)

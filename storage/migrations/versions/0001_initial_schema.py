@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:15:37.449514
+Create Date: 2026-11-25 15:33:28.798512
 """
 
 from __future__ import annotations
@@ -235,11 +235,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_submissions_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(
+            "ix_submissions_round_updated", ["round_id", "updated_at", "status"], unique=False
+        )
         batch_op.create_index("ix_submissions_round_user", ["round_id", "user_id"], unique=False)
         batch_op.create_index(
             "ix_submissions_status_lease", ["status", "lease_expires_at"], unique=False
         )
-        batch_op.create_index("ix_submissions_updated_at", ["updated_at"], unique=False)
 
     op.create_table(
         "credits",
@@ -356,9 +358,9 @@ def downgrade() -> None:
 
     op.drop_table("credits")
     with op.batch_alter_table("submissions", schema=None) as batch_op:
-        batch_op.drop_index("ix_submissions_updated_at")
         batch_op.drop_index("ix_submissions_status_lease")
         batch_op.drop_index("ix_submissions_round_user")
+        batch_op.drop_index("ix_submissions_round_updated")
         batch_op.drop_index(batch_op.f("ix_submissions_created_at"))
 
     op.drop_table("submissions")
