@@ -215,3 +215,38 @@ def test_all_time_credits_rounds_solved_and_streaks(world):
         "UCAROL",
         "UDAVE",
     ]
+
+
+def test_a_verdict_committed_after_one_with_a_higher_id_still_refreshes_the_boards(world):
+    """Two workers: ids are handed out in one order, commits land in the other."""
+    from storage.models import Verdict
+
+    r = world.round()
+    slow = world.submit(r, "USLOW", hours=1)
+    fast = world.submit(r, "UFAST", hours=2)
+    world.session.add(
+        Verdict(
+            submission_id=fast.id, attempt=1, passed=True, checks_passed=2, public_score=0.5, id=10
+        )
+    )
+    world.session.commit()
+    now = r.opens_at + timedelta(days=1)
+    assert [
+        e.user_id
+        for e in leaderboards.round_leaderboard(
+            session=world.session, round_id=r.id, now=now
+        ).entries
+    ] == ["UFAST"]
+    assert [
+        e.user_id for e in leaderboards.all_time_leaderboard(session=world.session, now=now).entries
+    ] == ["UFAST"]
+    world.session.add(
+        Verdict(
+            submission_id=slow.id, attempt=1, passed=True, checks_passed=2, public_score=0.9, id=5
+        )
+    )
+    world.session.commit()
+    board = leaderboards.round_leaderboard(session=world.session, round_id=r.id, now=now)
+    assert [e.user_id for e in board.entries] == ["USLOW", "UFAST"]
+    everyone = leaderboards.all_time_leaderboard(session=world.session, now=now)
+    assert {e.user_id for e in everyone.entries} == {"USLOW", "UFAST"}
