@@ -506,21 +506,45 @@ class SchedulerService:
 
     def _wait_for_lock(self) -> None:
         while not self._stopped.wait(self._standby_retry_s):
-            if self._try_start():
+            try:
+                started = self._try_start()
+            except Exception:  # e.g. the database is briefly unreachable: try again later
+                log.exception("scheduler: taking over failed; retrying")
+                continue
+            if started:
                 log.warning("scheduler: the other instance stopped; this one took over")
                 return
 
     def _try_start(self) -> bool:
+        if self._stopped.is_set() or not self.lock.acquire():
+            return False
+        try:
+            self._start_locked()
+        except BaseException:
+            self._forget()
+            raise
+        return True
+
+    def _forget(self) -> None:
+        """Drop the scheduler, the process slot and the lock (after a failure or a lost lock)."""
+        global _ACTIVE
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            with contextlib.suppress(Exception):
+                scheduler.shutdown(wait=False)
+        with _ACTIVE_LOCK:
+            if _ACTIVE is self:
+                _ACTIVE = None
+        self.lock.release()
+
+    def _start_locked(self) -> None:
         global _ACTIVE
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        if self._stopped.is_set() or not self.lock.acquire():
-            return False
         with _ACTIVE_LOCK:
             if _ACTIVE is not None and _ACTIVE is not self:
-                self.lock.release()
                 raise RuntimeError("a scheduler is already running in this process")
             _ACTIVE = self
         tick_s = self.settings.schedule_tick_seconds
@@ -544,6 +568,7 @@ class SchedulerService:
             jobs.append((SWEEP_JOB_ID, sweep_job, sweep_interval(self.settings)))
         wanted = {job_id for job_id, _, _ in jobs}
         scheduler.start(paused=True)
+        self.scheduler = scheduler
         for job in scheduler.get_jobs():
             if job.id.startswith(JOB_PREFIX) and job.id not in wanted:
                 job.remove()  # a job registered by an older version or another configuration
@@ -558,24 +583,15 @@ class SchedulerService:
                 next_run_time=now,
             )
         scheduler.resume()
-        self.scheduler = scheduler
         self.message = (
             f"scheduler running (cycle every {tick_s:g} s, grace window "
             f"{self.settings.schedule_grace_hours:g} h)"
         )
         log.info(self.message)
-        return True
 
     def demote(self) -> None:
         """Stop running jobs here (the lock was lost) and stand by to take the lock again."""
-        global _ACTIVE
-        scheduler, self.scheduler = self.scheduler, None
-        if scheduler is not None:
-            scheduler.shutdown(wait=False)
-        with _ACTIVE_LOCK:
-            if _ACTIVE is self:
-                _ACTIVE = None
-        self.lock.release()
+        self._forget()
         self.lock_losses += 1
         self.message = "lost the scheduler lock; standing by"
         if self._standby and not self._stopped.is_set():
