@@ -39,6 +39,41 @@ def _native(model):
     return getattr(model, "original_model", model)
 
 
+def _raw(module):
+    """The plain torch module under a TransformerBridge wrapper (no hook machinery, same weights)."""
+    while isinstance(getattr(module, "_original_component", None), torch.nn.Module):
+        module = module._original_component
+    return module
+
+
+class _Layer:
+    """Plain-torch handles on one block's weights (the bridge wrappers cost ~2x on CPU)."""
+
+    def __init__(self, block) -> None:
+        block = _raw(block)
+        self.ln1 = _raw(block.ln1)
+        self.attn = _raw(block.attn)
+        self.q, self.k, self.v, self.o = (_raw(getattr(self.attn, n)) for n in "qkvo")
+        self.ln2 = _raw(block.ln2) if hasattr(block, "ln2") else None
+        self.mlp = None
+        if hasattr(block, "mlp"):
+            self.mlp = self._mlp(_raw(block.mlp))
+
+    @staticmethod
+    def _mlp(mlp):
+        act = getattr(mlp, "act", None)
+        if act is not None and hasattr(mlp, "fc_in"):
+            fc_in, fc_out = _raw(mlp.fc_in), _raw(mlp.fc_out)
+            ln = _raw(mlp.ln) if getattr(mlp, "ln", None) is not None else None
+            if ln is None:
+                return lambda x: fc_out(act(fc_in(x)))
+            return lambda x: fc_out(ln(act(fc_in(x))))
+        if act is not None and hasattr(mlp, "gate"):
+            gate, up, down = _raw(mlp.gate), _raw(getattr(mlp, "in")), _raw(mlp.out)
+            return lambda x: down(act(gate(x)) * up(x))
+        return mlp  # anything else: the module itself
+
+
 def _softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
     return cap * torch.tanh(logits / cap) if cap and cap > 0 else logits
 
@@ -59,6 +94,10 @@ class AblationEngine:
             raise ValueError(f"ablation must be one of {ABLATIONS}, not {ablation!r}")
         self.native = _native(model)
         self.cfg = self.native.cfg
+        self._layers = [_Layer(block) for block in self.native.layers]
+        self._tok_embed = _raw(self.native.tok_embed)
+        self._pos = _raw(self.native.pos) if self.native.pos is not None else None
+        self._ln_out, self._head = _raw(self.native.ln_out), _raw(self.native.head)
         self.n_layers = self.cfg.n_layers
         self.n_heads = self.cfg.n_heads
         self.attn_only = bool(self.cfg.attn_only)
@@ -74,12 +113,11 @@ class AblationEngine:
 
     # -- clean run ---------------------------------------------------------------------------
     def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        native = self.native
         batch, seq = tokens.shape
         position_ids = torch.arange(seq, device=tokens.device).unsqueeze(0).expand(batch, -1)
-        hidden = native.tok_embed(tokens)
-        if native.pos is not None:
-            hidden = hidden + native.pos(position_ids)
+        hidden = self._tok_embed(tokens)
+        if self._pos is not None:
+            hidden = hidden + self._pos(position_ids)
         return hidden, position_ids
 
     def _attn_z(
@@ -87,15 +125,15 @@ class AblationEngine:
     ) -> torch.Tensor:
         """Per-head attention values ``z`` ``[batch, seq, heads, d_head]`` (TransformerLens hook_z);
         with ``queries``, only at those query positions (keys and values still see every position)."""
-        block = self.native.layers[layer]
-        attn = block.attn
-        x = block.ln1(resid)
+        parts = self._layers[layer]
+        attn = parts.attn
+        x = parts.ln1(resid)
         batch, seq, _ = x.shape
         xq = x if queries is None else x[:, queries]
         n_q = xq.shape[1]
-        q = attn.q(xq).view(batch, n_q, attn.n_heads, attn.d_head).transpose(1, 2)
-        k = attn.k(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
-        v = attn.v(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
+        q = parts.q(xq).view(batch, n_q, attn.n_heads, attn.d_head).transpose(1, 2)
+        k = parts.k(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
+        v = parts.v(x).view(batch, seq, attn.n_kv_heads, attn.d_head).transpose(1, 2)
         if attn.rotary is not None:
             positions = self._position_ids[:batch]
             q_positions = positions if queries is None else positions[:, queries]
@@ -117,17 +155,16 @@ class AblationEngine:
         return torch.matmul(pattern, v).transpose(1, 2)
 
     def _attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        return self.native.layers[layer].attn.o(z.reshape(z.shape[0], z.shape[1], -1))
+        return self._layers[layer].o(z.reshape(z.shape[0], z.shape[1], -1))
 
     def _mlp_out(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
-        block = self.native.layers[layer]
-        return block.mlp(block.ln2(resid))
+        parts = self._layers[layer]
+        return parts.mlp(parts.ln2(resid))
 
     def _unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from the residual stream at the answer positions only ``[batch, k, d]``."""
-        native = self.native
-        logits = native.head(native.ln_out(resid))
-        return _softcap(logits, native.output_logits_soft_cap)
+        logits = self._head(self._ln_out(resid))
+        return _softcap(logits, self.native.output_logits_soft_cap)
 
     def _clean_run(self) -> None:
         resid, self._position_ids = self._embed(self.tokens)

@@ -135,9 +135,19 @@ def verify_submission(
         answer_positions = list(task.ANSWER_POSITIONS)
         k = len(answer_positions)
         n_classes = len(task.CLASSES)
+        # One cached clean run serves the model's answers and, later, every ablation variant.
+        size = min(n_heldout, int(config.get("circuit_size", DEFAULT_CIRCUIT_SIZE)))
         with torch.no_grad():
-            clean = AblationEngine(model, tokens, answer_positions=answer_positions)
-            model_answers = clean.clean_logits.argmax(-1).cpu()
+            engine = AblationEngine(
+                model,
+                heldout[:size],
+                answer_positions=answer_positions,
+                ablation=str(config.get("ablation", "mean")),
+                seed=int(config.get("ablation_seed", 0)),
+            )
+            rest = AblationEngine(model, tokens[size:], answer_positions=answer_positions)
+            model_answers = torch.cat([engine.clean_logits, rest.clean_logits]).argmax(-1).cpu()
+            del rest
         labels = torch.as_tensor(task.labels(tokens)).reshape(tokens.shape[0], k).long()
 
         report("replication")
@@ -181,7 +191,7 @@ def verify_submission(
     if "circuit" in checks:
         report("circuit")
         verdict.checks["circuit"] = _circuit(
-            outcome.result.get("circuit"), errors.get("circuit"), model, heldout, task, config
+            outcome.result.get("circuit"), errors.get("circuit"), engine, task, config
         )
     verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(verdict.checks)
     return finish(outcome.log_tail)
@@ -190,8 +200,7 @@ def verify_submission(
 def _circuit(
     entries: list[str] | None,
     error: str | None,
-    model,
-    heldout: torch.Tensor,
+    engine: AblationEngine,
     task: Any,
     config: dict[str, Any],
 ) -> CheckResult:
@@ -201,25 +210,16 @@ def _circuit(
         return CheckResult(
             name="circuit", passed=False, message="the submission defines no `CIRCUIT` list"
         )
-    cfg = getattr(model, "cfg", None) or model.original_model.cfg
     try:
         circuit = parse_circuit(
             entries,
-            n_layers=cfg.n_layers,
-            n_heads=cfg.n_heads,
-            attn_only=bool(cfg.attn_only),
+            n_layers=engine.n_layers,
+            n_heads=engine.n_heads,
+            attn_only=engine.attn_only,
             seq_len=int(task.SEQ_LEN),
         )
     except ComponentError as exc:
         return CheckResult(name="circuit", passed=False, message=f"CIRCUIT: {exc}")
     if not circuit:
         return CheckResult(name="circuit", passed=False, message="CIRCUIT is empty")
-    size = int(config.get("circuit_size", DEFAULT_CIRCUIT_SIZE))
-    engine = AblationEngine(
-        model,
-        heldout[:size],
-        answer_positions=list(task.ANSWER_POSITIONS),
-        ablation=str(config.get("ablation", "mean")),
-        seed=int(config.get("ablation_seed", 0)),
-    )
     return circuit_check(engine, circuit, config=config)

@@ -1,0 +1,142 @@
+"""The circuit check: the ablation engine vs the naive way, on the same model, batch and circuit.
+
+Naive = one full ``run_with_hooks`` on the TransformerBridge per ablation variant (plus one
+``run_with_cache`` for the means and one clean run). Engine = one cached clean run, then each
+variant recomputes only from its first ablated sublayer (last layer at the answer positions only).
+Both feed the same ``circuit_check`` scoring; the scores must be equal. Prints medians and ratios::
+
+    python bench/ablation.py [--puzzle palindromes] [--batch 1000] [--repeat 5] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from puzzles.catalog import get_puzzle  # noqa: E402
+from puzzles.models import load_model, load_task  # noqa: E402
+from puzzles.verify.ablation import AblationEngine, Mask, naive_logits  # noqa: E402
+from puzzles.verify.checks import circuit_check  # noqa: E402
+from puzzles.verify.components import all_components, parse_circuit  # noqa: E402
+
+
+class NaiveEngine:
+    """Same interface as AblationEngine; every variant is a full hooked forward of the bridge."""
+
+    def __init__(self, model, tokens, *, answer_positions) -> None:
+        self.model = model
+        self.answer_positions = torch.as_tensor(list(answer_positions), device=tokens.device)
+        self.ablation = "mean"
+        with torch.no_grad():
+            _, cache = model.run_with_cache(tokens)
+        # the means used for ablation (what every variant's hooks write)
+        self._reference = AblationEngine.__new__(AblationEngine)
+        ref = self._reference
+        ref.n_layers, ref.attn_only = model.cfg.n_layers, bool(model.cfg.attn_only)
+        ref.n_heads, ref.seq = model.cfg.n_heads, tokens.shape[1]
+        ref.device, ref.tokens, ref.answer_positions = tokens.device, tokens, self.answer_positions
+        ref.z_ablated = [
+            cache[f"blocks.{layer}.attn.hook_z"].mean(0, keepdim=True)
+            for layer in range(ref.n_layers)
+        ]
+        ref.mlp_ablated = [
+            None if ref.attn_only else cache[f"blocks.{layer}.hook_mlp_out"].mean(0, keepdim=True)
+            for layer in range(ref.n_layers)
+        ]
+        self.clean_logits = self.logits(ref.full_mask())
+
+    def mask_for(self, components) -> Mask:
+        return AblationEngine.mask_for(self._reference, components)
+
+    def logits(self, mask: Mask) -> torch.Tensor:
+        return naive_logits(self.model, self._reference, mask)
+
+
+def _circuit_of(puzzle) -> list[str]:
+    for node in ast.parse(puzzle.solution_path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "CIRCUIT" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise SystemExit(f"{puzzle.slug}: no literal CIRCUIT in solution.py")
+
+
+def _median_time(fn, repeat: int) -> tuple[float, object]:
+    fn()  # warm-up
+    times, result = [], None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--puzzle", default="palindromes")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    puzzle = get_puzzle(args.puzzle)
+    model, task = load_model(puzzle, device=args.device), load_task(puzzle)
+    tokens = task.generate(args.batch, 1).to(args.device)
+    cfg = model.cfg
+    kw = {"n_layers": cfg.n_layers, "n_heads": cfg.n_heads, "attn_only": bool(cfg.attn_only)}
+    circuits = {
+        "reference CIRCUIT": parse_circuit(_circuit_of(puzzle), seq_len=task.SEQ_LEN, **kw),
+        "every component": all_components(**kw),
+    }
+    config = dict(puzzle.verify)
+    positions = task.ANSWER_POSITIONS
+    print(
+        f"{puzzle.slug}: {cfg.n_layers} layers x {cfg.n_heads} heads, batch {args.batch}, "
+        f"device {args.device}, torch threads {torch.get_num_threads()}"
+    )
+
+    with torch.no_grad():
+        plain, _ = _median_time(lambda: model.original_model(tokens), args.repeat)
+        bridge, _ = _median_time(lambda: model(tokens), args.repeat)
+    print(
+        f"one plain forward {plain * 1e3:.1f} ms; one TransformerBridge forward {bridge * 1e3:.1f} ms"
+    )
+
+    for label, circuit in circuits.items():
+        variants = len(circuit) + 2
+
+        def engine_run(circuit=circuit):
+            engine = AblationEngine(model, tokens, answer_positions=positions)
+            return circuit_check(engine, circuit, config=config)
+
+        def naive_run(circuit=circuit):
+            engine = NaiveEngine(model, tokens, answer_positions=positions)
+            return circuit_check(engine, circuit, config=config)
+
+        t_engine, fast = _median_time(engine_run, args.repeat)
+        t_naive, slow = _median_time(naive_run, args.repeat)
+        for key in ("faithfulness", "minimality", "metric_circuit", "metric_empty"):
+            a, b = fast.details[key], slow.details[key]
+            assert abs(a - b) < 1e-6, (key, a, b)
+        for name, value in fast.details["necessity"].items():
+            assert abs(value - slow.details["necessity"][name]) < 1e-6, name
+        print(
+            f"{label} ({len(circuit)} entries, {variants} ablated variants + clean): "
+            f"engine {t_engine * 1e3:.1f} ms, naive {t_naive * 1e3:.1f} ms -> "
+            f"{t_naive / t_engine:.2f}x faster; engine = {t_engine / plain:.2f} plain forwards "
+            f"(naive = {t_naive / plain:.2f}); scores equal "
+            f"(faithfulness {fast.details['faithfulness']:.4f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

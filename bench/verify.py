@@ -1,0 +1,80 @@
+"""End-to-end verify latency per puzzle, sandbox start included: cold sandboxes vs a warm pool.
+
+Each submission gets a fresh sandbox either way (never reused). "cold" starts it on demand (its
+torch import overlaps with the model work in this process); "pool" takes one pre-started by a
+:class:`SandboxPool` (python up, torch imported) while the pool starts its replacement. The model is
+loaded once per process, as in the worker. Prints p50/p90 per puzzle and the cold/pool ratio::
+
+    python bench/verify.py [--puzzle SLUG ...] [--runs 8] [--pool-size 2] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from puzzles.catalog import list_puzzles  # noqa: E402
+from puzzles.verify import SandboxPool, verify_submission  # noqa: E402
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def _run(puzzle, source: bytes, runs: int, device: str, pool: SandboxPool | None) -> list[float]:
+    times = []
+    for _ in range(runs):
+        if pool is not None:
+            time.sleep(2.0)  # submissions arrive spaced out; the pool refills in between
+        started = time.perf_counter()
+        verdict = verify_submission(source, "solution.py", puzzle, device=device, pool=pool)
+        times.append(time.perf_counter() - started)
+        assert verdict.passed, verdict.report_md
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--puzzle", nargs="*", default=None)
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--pool-size", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    puzzles = [
+        p
+        for p in list_puzzles()
+        if p.solution_path.is_file()
+        and p.weights_path.is_file()
+        and (not args.puzzle or p.slug in args.puzzle)
+    ]
+    print(f"end-to-end verify of each reference solution, {args.runs} runs, device {args.device}")
+    all_pool = []
+    for puzzle in puzzles:
+        source = puzzle.solution_path.read_bytes()
+        verify_submission(source, "solution.py", puzzle, device=args.device)  # load model, warm up
+        cold = _run(puzzle, source, args.runs, args.device, None)
+        with SandboxPool(size=args.pool_size) as pool:
+            pool.acquire().close()  # let the first pre-started sandboxes come up
+            warm = _run(puzzle, source, args.runs, args.device, pool)
+        all_pool += warm
+        print(
+            f"{puzzle.slug:16s} cold p50 {statistics.median(cold):.2f} s p90 {_quantile(cold, 0.9):.2f} s"
+            f" | pool p50 {statistics.median(warm):.2f} s p90 {_quantile(warm, 0.9):.2f} s"
+            f" | cold/pool {statistics.median(cold) / statistics.median(warm):.2f}x"
+        )
+    if all_pool:
+        p50 = statistics.median(all_pool)
+        print(
+            f"all puzzles, pool: p50 {p50:.2f} s (target <= 3 s: {'met' if p50 <= 3 else 'MISSED'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
