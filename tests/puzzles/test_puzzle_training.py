@@ -9,21 +9,25 @@ import pytest
 from puzzles.catalog import get_puzzle
 from puzzles.training import set_toml_values, train
 
-RETRAIN_SLUG = "palindromes"
+RETRAIN_SLUG = "cumsum_sign"  # the cheapest: ~10 s on a quiet CPU
 
 
-@pytest.mark.slow
 def test_retrain_from_scratch_reaches_recorded_accuracy(tmp_path) -> None:
     puzzle = get_puzzle(RETRAIN_SLUG)
+    toml_before = (puzzle.path / "puzzle.toml").read_text()
+    weights_before = puzzle.weights_path.read_bytes()
     result = train(puzzle, out_dir=tmp_path, progress=False)
-    assert result.steps_run == puzzle.metrics["steps_run"]
-    assert result.heldout_accuracy == pytest.approx(puzzle.heldout_accuracy, abs=0.01)
+    # Same seed, same data stream, same early stop: the recorded accuracy comes back (bit-identical
+    # weights on the machine that trained them; other CPUs may round differently).
+    assert result.heldout_accuracy == pytest.approx(puzzle.heldout_accuracy, abs=0.005)
+    assert result.heldout_accuracy >= 0.95
     assert (tmp_path / "weights.safetensors").is_file()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["heldout_accuracy"] == result.heldout_accuracy
-    assert (puzzle.path / "puzzle.toml").read_text() == get_puzzle(RETRAIN_SLUG).path.joinpath(
-        "puzzle.toml"
-    ).read_text()
+    assert metrics["weights_sha256"] == result.weights_sha256
+    # Training into --out leaves the catalog entry alone.
+    assert (puzzle.path / "puzzle.toml").read_text() == toml_before
+    assert puzzle.weights_path.read_bytes() == weights_before
 
 
 def test_set_toml_values_keeps_the_rest() -> None:
