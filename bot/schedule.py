@@ -164,13 +164,13 @@ def _act(
                 return "skipped", None
             due, what = round_.opens_at, f"the announcement of round #{round_.id}"
             base = rounds.announce_key(round_.id)
-            how = f"circuitboard rounds announce {round_.id}"
+            how = f"round announce {round_.id}"
         else:
             if round_.status not in rounds.ACTIVE or round_.closes_at > now:
                 return "skipped", None
             due, what = round_.closes_at, f"the solutions post of round #{round_.id}"
             base = rounds.solutions_key(round_.id)
-            how = f"circuitboard rounds post-solutions {round_.id}"
+            how = f"round post-solutions {round_.id}"
         if now - due > grace:
             round_.status = RoundStatus.OPEN if kind == "open" else RoundStatus.CLOSED
             _notify_admins(
@@ -181,7 +181,8 @@ def _act(
                 text_=(
                     f"{what} was due {fmt(due, tz)} but the bot was down until {fmt(now, tz)}, "
                     f"past the {settings.schedule_grace_hours:g} h grace window, so it was NOT "
-                    f"posted (the round is now {round_.status.value}). Post it with `{how}`."
+                    f"posted (the round is now {round_.status.value}). Post it with "
+                    f"`/puzzle admin {how}` (or `circuitboard {how.replace('round', 'rounds', 1)}`)."
                 ),
             )
             return "missed", base

@@ -479,7 +479,8 @@ def results(*, session: Session, round_id: int, top: int = 5) -> RoundResults:
 ROUND_USAGE = (
     'Usage: `/puzzle admin round plan <puzzle> [opens "<when>"] [closes "<when>"] [channel #c]`'
     ' · `round list` · `round show <id>` · `round reschedule <id> [opens "<when>"] '
-    '[closes "<when>"]` · `round cancel <id>`'
+    '[closes "<when>"]` · `round cancel <id>` · `round announce <id>` / '
+    "`round post-solutions <id>` (a post missed while the bot was down)"
 )
 
 
@@ -593,4 +594,8 @@ def admin_round_command(
     if verb == "cancel":
         round_ = cancel(session=session, round_id=round_id_arg(), now=now)
         return "Cancelled " + describe_round(round_, tz=tz)
+    if verb in {"announce", "post-solutions"}:  # a post missed while the bot was down
+        post = post_announcement if verb == "announce" else post_solutions
+        key = post(session=session, round_id=round_id_arg(), now=now)
+        return f"Queued `{key}` (posted once, however often this is asked)."
     raise RoundError(f"unknown round command {verb!r}. " + ROUND_USAGE)

@@ -258,7 +258,8 @@ def test_a_post_due_beyond_the_grace_window_is_reported_not_posted(factory, url)
     [notice] = _notices(factory)
     assert notice.payload["channel"] == "CADMINS"
     assert "NOT posted" in notice.payload["text"]
-    assert f"circuitboard rounds announce {dec}" in notice.payload["text"]
+    assert f"`/puzzle admin round announce {dec}`" in notice.payload["text"]
+    assert f"`circuitboard rounds announce {dec}`" in notice.payload["text"]
 
     # A hint missed the same way becomes `missed`; an admin can still release it by hand.
     report = schedule.run_cycle(
@@ -271,7 +272,15 @@ def test_a_post_due_beyond_the_grace_window_is_reported_not_posted(factory, url)
             session=s, text="release 1", actor_id=ADMIN, now=utc(2026, 12, 8, 21), settings=settings
         )
         assert reply.startswith("Released hint #1")
-        rounds.post_announcement(session=s, round_id=dec, now=utc(2026, 12, 8, 21))
+        reply = rounds.admin_round_command(
+            session=s,
+            text=f"announce {dec}",
+            actor_id=ADMIN,
+            channel_id=CHANNEL,
+            now=utc(2026, 12, 8, 21),
+            settings=settings,
+        )
+        assert reply == f"Queued `round:{dec}:announce` (posted once, however often this is asked)."
     with session_scope(factory) as s:
         keys = {m.idempotency_key for m in s.query(OutboxMessage)}
     assert {"hint:1:release", f"round:{dec}:announce"} <= keys
