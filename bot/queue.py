@@ -235,7 +235,7 @@ class LocalWorker:
         """
         if self.process.poll() is None:
             try:
-                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.send_signal(signal.SIGTERM)  # the main process stops its children
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()

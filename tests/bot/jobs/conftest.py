@@ -25,7 +25,7 @@ def _configure(monkeypatch, *, database_url: str, broker_url: str, **extra: str)
     env = {
         "CIRCUITBOARD_DATABASE_URL": database_url,
         "CIRCUITBOARD_BROKER_URL": broker_url,
-        "CIRCUITBOARD_LEASE_SECONDS": "2",
+        "CIRCUITBOARD_LEASE_SECONDS": "3",
         "CIRCUITBOARD_TASK_TIME_LIMIT": "60",
         "CIRCUITBOARD_VERIFY_OVERRIDES": SMALL_VERIFY,
         "CIRCUITBOARD_DAILY_SUBMISSION_LIMIT": "1000",
