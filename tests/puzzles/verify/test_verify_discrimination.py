@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from puzzles.catalog import list_puzzles
-from puzzles.models import load_model, load_task
+from puzzles.models import load_task
 from puzzles.verify import verify_submission
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check
 from puzzles.verify.components import Component, all_components
+from puzzles.verify.engine import _model
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
 
@@ -59,7 +60,7 @@ def test_reference_solution_passes(reference) -> None:
 
 def test_wrong_algorithm_and_broken_circuit_fail(reference) -> None:
     puzzle, ref_verdict = reference
-    model, task = load_model(puzzle), load_task(puzzle)
+    model, task = _model(puzzle, "cpu"), load_task(puzzle)
     necessity = ref_verdict.checks["circuit"].details["necessity"]
     essential = max(necessity, key=lambda name: necessity[name] or 0.0)
     circuit = [c for c in _reference_circuit(puzzle) if c != essential]
@@ -72,7 +73,7 @@ def test_wrong_algorithm_and_broken_circuit_fail(reference) -> None:
         f"import torch\nCIRCUIT = {circuit!r}\n"
         f"def predict(tokens):\n    return torch.full((tokens.shape[0], {k}), {rare})\n"
     )
-    verdict = verify_submission(source.encode(), "wrong.py", puzzle, heldout_size=500)
+    verdict = verify_submission(source.encode(), "wrong.py", puzzle, heldout_size=200)
     assert not verdict.passed
     assert not verdict.checks["replication"].passed, verdict.report_md
     circuit_result = verdict.checks["circuit"]
@@ -83,7 +84,7 @@ def test_circuit_of_everything_is_faithful_but_not_minimal(reference) -> None:
     """Every component at every position: nothing is ablated (faithfulness 1), but most entries
     do not matter (a head at a position the answer never reads from), so minimality fails."""
     puzzle, _ = reference
-    model, task = load_model(puzzle), load_task(puzzle)
+    model, task = _model(puzzle, "cpu"), load_task(puzzle)
     cfg = model.cfg
     components = all_components(
         n_layers=cfg.n_layers, n_heads=cfg.n_heads, attn_only=bool(cfg.attn_only)
@@ -91,7 +92,13 @@ def test_circuit_of_everything_is_faithful_but_not_minimal(reference) -> None:
     everything = [
         Component(c.layer, c.head, pos) for c in components for pos in range(task.SEQ_LEN)
     ]
-    engine = AblationEngine(model, task.generate(200, 7), answer_positions=task.ANSWER_POSITIONS)
+    reference_is_whole_model = {c.name for c in components} == set(_reference_circuit(puzzle))
+    if reference_is_whole_model and len(task.ANSWER_POSITIONS) == task.SEQ_LEN:
+        pytest.skip(
+            f"{puzzle.slug}: the reference circuit is the whole model and every position is an "
+            "answer, so every component at every position is needed (everything IS minimal)"
+        )
+    engine = AblationEngine(model, task.generate(100, 7), answer_positions=task.ANSWER_POSITIONS)
     result = circuit_check(engine, everything, config=puzzle.verify)
     assert result.details["faithfulness"] == pytest.approx(1.0)
     assert result.details["faithfulness_passed"]
