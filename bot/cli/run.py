@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 
@@ -11,10 +13,21 @@ def register(app: typer.Typer) -> None:
 
 def run(
     demo: bool = typer.Option(
-        False, "--demo", help="Seed a round and verify its reference solution."
+        False,
+        "--demo",
+        help="Seed a round with a catalog puzzle and verify its reference solution.",
+    ),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Start a local verification worker beside the bot."
     ),
 ) -> None:
-    """Migrate the database, then run the embedded system."""
-    from bot.cli.db import upgrade
+    """Migrate, then run worker + scheduler + console (no Slack token) or Socket Mode (tokens set).
 
-    upgrade("head")
+    With --demo and no terminal on standard input it runs the demo to the verdict, prints it and
+    exits (0 when the reference solution passed).
+    """
+    from bot.embedded import run_system
+    from bot.settings import get_settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    raise typer.Exit(run_system(get_settings(), demo=demo, worker=worker))

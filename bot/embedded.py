@@ -1,0 +1,187 @@
+"""``circuitboard run``: the whole system in one process tree on whatever the settings point at.
+
+On the embedded default that is a SQLite database and broker, a local worker subprocess, the
+scheduler and the console (no Slack token) or Socket Mode (tokens set). ``--demo`` seeds a round
+with a catalog puzzle and submits its reference solution, so a newcomer sees a verdict at once.
+Shutdown (Ctrl-C, SIGTERM, end of input) stops the scheduler, flushes the outbox and stops the
+worker; a job cut off mid-run is re-queued by the sweeper from its lease, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TextIO
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.console import PROMPT, Console
+from bot.queue import LocalWorker, start_local_worker
+from bot.schedule import SchedulerService, start_scheduler
+from bot.services import rounds
+from bot.settings import Settings
+from storage.db import session_factory as make_session_factory
+from storage.db import session_scope, upgrade_database
+from storage.models import Submission, SubmissionStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+DEMO_PUZZLE = "palindromes"
+DEMO_CHANNEL = "CDEMO"
+FINAL = {SubmissionStatus.VERIFIED, SubmissionStatus.FAILED, SubmissionStatus.REJECTED}
+
+
+@contextmanager
+def background_services(
+    settings: Settings, factory: sessionmaker[Session], *, worker: bool
+) -> Iterator[tuple[LocalWorker | None, SchedulerService]]:
+    """A local worker and the scheduler, stopped in the right order however we leave."""
+    local = start_local_worker(log_path=settings.data_dir / "worker.log") if worker else None
+    scheduler = start_scheduler(settings=settings, session_factory=factory)
+    try:
+        yield local, scheduler
+    finally:
+        scheduler.stop()
+        if local is not None:
+            local.stop()
+
+
+def seed_demo_round(*, session: Session, settings: Settings) -> int:
+    """The open round, or a new one on the demo puzzle opening now (idempotent across runs)."""
+    now = utcnow()
+    existing = rounds.current(session=session, now=now)
+    if existing is not None:
+        return existing.id
+    round_ = rounds.plan(
+        session=session,
+        slug=DEMO_PUZZLE,
+        channel_id=DEMO_CHANNEL,
+        now=now,
+        opens_at=now - timedelta(seconds=1),
+        closes_at=now + timedelta(days=30),
+        created_by="demo",
+        settings=settings,
+    )
+    return round_.id
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: SubmissionStatus
+    passed: bool
+    message: str | None
+
+
+def wait_for_verdict(
+    factory: sessionmaker[Session], submission_id: int, *, out: TextIO, timeout: float
+) -> Outcome | None:
+    """Poll the row (the truth) until the job ends, showing its live stage."""
+    from rich.console import Console as RichConsole
+
+    deadline = time.monotonic() + timeout
+    shown = None
+    with RichConsole(file=out).status("waiting for the worker") as status:
+        while time.monotonic() < deadline:
+            with session_scope(factory) as session:
+                row = session.get(Submission, submission_id)
+                assert row is not None
+                if row.status in FINAL:
+                    passed = bool(row.verdicts) and row.verdicts[-1].passed
+                    return Outcome(status=row.status, passed=passed, message=row.message)
+                stage = f"{row.status.value}: {row.stage or 'waiting for a worker'}"
+            if stage != shown:
+                status.update(f"submission #{submission_id} {stage}")
+                shown = stage
+            time.sleep(0.3)
+    return None
+
+
+def run_demo(console: Console, factory: sessionmaker[Session], *, out: TextIO) -> int:
+    """Seed a round, submit the reference solution, wait for its verdict; 0 when it passed."""
+    from puzzles.catalog import get_puzzle
+
+    with session_scope(factory) as session:
+        round_id = seed_demo_round(session=session, settings=console.settings)
+    console.say(f"demo: round #{round_id} is open on '{DEMO_PUZZLE}'; announcing it")
+    with session_scope(factory) as session:
+        rounds.post_announcement(session=session, round_id=round_id, now=utcnow())
+    console.flush()
+    solution = get_puzzle(DEMO_PUZZLE).solution_path
+    console.say(f"demo: submitting the reference solution {solution.name}")
+    submission_id = console.submit(solution)
+    if submission_id is None:
+        console.say("demo: the submission was refused (see above)")
+        return 1
+    row = wait_for_verdict(factory, submission_id, out=out, timeout=300)
+    console.flush()
+    time.sleep(0.5)
+    console.flush()
+    if row is None:
+        console.say(f"demo: no verdict after 300 s; see {console.settings.data_dir}/worker.log")
+        return 1
+    verdict = "PASSED" if row.passed else "did not pass"
+    detail = verdict if row.status is SubmissionStatus.VERIFIED else row.message
+    console.say(f"demo: submission #{submission_id} {row.status.value}: {detail}")
+    return 0 if row.passed else 1
+
+
+def _interrupt(*_: object) -> None:
+    """SIGTERM (docker stop, systemd) leaves the way Ctrl-C does: through the finally blocks."""
+    raise KeyboardInterrupt
+
+
+def _repl(console: Console, stdin: TextIO, out: TextIO) -> None:
+    while True:
+        out.write(PROMPT)
+        out.flush()
+        line = stdin.readline()
+        if not line or not console.handle(line):
+            return
+
+
+def run_system(
+    settings: Settings,
+    *,
+    demo: bool = False,
+    worker: bool = True,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Migrate, start worker + scheduler, then serve Slack or the console until told to stop."""
+    settings.ensure_data_dir()
+    upgrade_database(settings.db_url)
+    factory = make_session_factory(settings.db_url)
+    signal.signal(signal.SIGTERM, _interrupt)
+    if not settings.console_mode:
+        from bot.app import run_socket_mode
+
+        with background_services(settings, factory, worker=worker), suppress(KeyboardInterrupt):
+            run_socket_mode(settings)
+        return 0
+
+    console = Console(settings, out=out, session_factory=factory)
+    interactive = stdin.isatty()
+    code = 0
+    with background_services(settings, factory, worker=worker) as (local, scheduler):
+        console.say(
+            f"circuitboard (console mode: no Slack token) on {settings.data_dir}/; "
+            f"worker pid {local.pid if local else 'external'}; {scheduler.message}"
+        )
+        console.dispatcher.start()
+        try:
+            if demo:
+                code = run_demo(console, factory, out=out)
+            if interactive or not demo:
+                _repl(console, stdin, out)
+        except KeyboardInterrupt:
+            console.say("stopping")
+        finally:
+            console.dispatcher.run_once()
+            console.dispatcher.stop()
+    return code
