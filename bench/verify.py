@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the repo root instead of bench/ itself (bench/queue.py would shadow the stdlib's queue)
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from puzzles.catalog import list_puzzles  # noqa: E402
 from puzzles.verify import SandboxPool, verify_submission  # noqa: E402

@@ -491,7 +491,12 @@ def _cleanup(proc: subprocess.Popen, workdir: Path, private: Path) -> None:
 
 
 class SandboxPool:
-    """A few sandboxes started ahead (torch imported), each handed out once, then replaced."""
+    """A few sandboxes started ahead (torch imported), each handed out once, then replaced.
+
+    Replacements are started by one long-lived pool thread: bwrap's ``--die-with-parent`` is tied
+    to the thread that spawned it, so a sandbox started from a short-lived request thread would
+    die with that thread.
+    """
 
     def __init__(
         self, size: int = 2, limits: SandboxLimits | None = None, *, use_bwrap: bool = True
@@ -499,33 +504,59 @@ class SandboxPool:
         self.size = max(1, size)
         self.limits = limits or SandboxLimits()
         self.use_bwrap = use_bwrap
+        if use_bwrap and bwrap_path() is None:
+            Sandbox(self.limits)  # raises SandboxUnavailable with the explanation
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._ready: deque[Sandbox] = deque()
         self._closed = False
-        with self._lock:
-            self._fill()
+        self._thread = threading.Thread(target=self._refill, name="sandbox-pool", daemon=True)
+        self._thread.start()
+        self._wake.set()
 
-    def _fill(self) -> None:
-        while len(self._ready) < self.size:
-            self._ready.append(Sandbox(self.limits, use_bwrap=self.use_bwrap))
+    def _refill(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if self._closed or len(self._ready) >= self.size:
+                        break
+                try:
+                    box = Sandbox(self.limits, use_bwrap=self.use_bwrap)
+                except Exception:  # the next acquire starts one itself and reports the problem
+                    break
+                with self._lock:
+                    if self._closed:
+                        box.close()
+                        return
+                    self._ready.append(box)
+            if self._closed:
+                return
 
     def acquire(self) -> Sandbox:
+        """A fresh, never-used sandbox: pre-started when one is ready, else started now."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sandbox pool is closed")
+            box = None
             while self._ready:
-                box = self._ready.popleft()
-                if box.proc.poll() is None:
+                candidate = self._ready.popleft()
+                if candidate.proc.poll() is None:
+                    box = candidate
                     break
-                box.close()
-            else:
-                box = Sandbox(self.limits, use_bwrap=self.use_bwrap)
-            self._fill()
-            return box
+                candidate.close()
+        self._wake.set()
+        return box if box is not None else Sandbox(self.limits, use_bwrap=self.use_bwrap)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            while self._ready:
+                self._ready.popleft().close()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        with self._lock:
             while self._ready:
                 self._ready.popleft().close()
 
