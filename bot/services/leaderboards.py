@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, func, select, union, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
@@ -383,22 +383,53 @@ def all_time_leaderboard(
 
     A round is solved by a user when the newest verdict of one of their submissions passed. The
     current streak is not broken by the open round the user has not solved yet.
+
+    Who solved each closed round is cached apart from the open round, so a verdict in the open
+    round re-reads only that round: verdicts are append-only, so the verdict count outside the
+    open round (total minus the open round's) says whether anything else changed.
     """
     now = now or utcnow()
     rounds = _counted_rounds(session=session, now=now)
     latest_open = bool(rounds) and not is_revealed(rounds[-1], now=now)
-    key = (
-        "all-time",
-        _bind_key(session),
-        tuple((r.id, r.status.value, r.opens_at, r.closes_at) for r in rounds),
-        latest_open,
-        limit,
-    )
-    shown: tuple[tuple[str, tuple[int, ...]], ...] = _cached(
-        session,
-        key,
-        lambda: _compute_all_time(session, rounds, latest_open, now, limit),
-    )
+    open_round = rounds[-1] if latest_open else None
+    bind = _bind_key(session)
+    rounds_key = tuple((r.id, r.status.value, r.opens_at, r.closes_at) for r in rounds)
+    fp = _all_time_fingerprint(session, open_round.id if open_round else None)
+    verdicts_total, verdicts_open, excluded_total, excluded_open = fp[:4]
+
+    key = ("all-time", bind, rounds_key, latest_open, limit, fp)
+    shown = _cache_get(key)
+    if shown is None:
+        closed_rounds = [r for r in rounds if r is not open_round]
+        closed_key = (
+            "solved-closed",
+            bind,
+            rounds_key,
+            tuple(r.id for r in closed_rounds),  # the count below is monotonic for one set only
+            verdicts_total - verdicts_open,
+            excluded_total - excluded_open,
+        )
+        solvers = _cache_get(closed_key)
+        if solvers is None:
+            solvers = _solvers(session, closed_rounds)
+            _cache_put(closed_key, solvers)
+        if open_round is not None:
+            open_key = (
+                "solved-open",
+                bind,
+                rounds_key,
+                open_round.id,
+                verdicts_open,
+                excluded_open,
+            )
+            open_solvers = _cache_get(open_key)
+            if open_solvers is None:
+                open_solvers = _solvers(session, [open_round])
+                _cache_put(open_key, open_solvers)
+            solvers = {**solvers, **open_solvers}
+        shown = _rank_all_time(session, rounds, solvers, latest_open, limit)
+        _cache_put(key, shown)
+
     names: dict[str, str | None] = {}
     if shown:
         query = select(SlackUser.id, SlackUser.display_name)
@@ -426,109 +457,96 @@ def all_time_leaderboard(
     return AllTimeLeaderboard(entries=entries, rounds_counted=len(rounds))
 
 
-def _compute_all_time(
-    session: Session, rounds: list[Round], latest_open: bool, now: datetime, limit: int | None
-) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order.
+def _all_time_fingerprint(session: Session, open_round_id: int | None) -> tuple[Any, ...]:
+    """(verdicts, verdicts in the open round, cancelled/rejected, those in the open round,
+    credits, newest credit, revoked credits): counts only grow, so any change moves one."""
+    excluded = Submission.status.in_(EXCLUDED_STATUSES)
+    in_open = Submission.round_id == (open_round_id if open_round_id is not None else -1)
+    parts = [
+        select(func.count(Verdict.id)).scalar_subquery(),
+        select(func.count(Verdict.id))
+        .join(Submission, Submission.id == Verdict.submission_id)
+        .where(in_open)
+        .scalar_subquery(),
+        select(func.count(Submission.id)).where(excluded).scalar_subquery(),
+        select(func.count(Submission.id)).where(excluded, in_open).scalar_subquery(),
+        select(func.count(Credit.id)).scalar_subquery(),
+        select(func.max(Credit.id)).scalar_subquery(),
+        select(func.count(Credit.revoked_at)).scalar_subquery(),
+    ]
+    return tuple(session.execute(select(*parts)).one())
 
-    All in one SQL statement (streaks as gaps-and-islands over the rounds' ordinals), so only
-    the rows shown leave the database.
-    """
-    latest = len(rounds)
-    current_from = latest - 1 if latest_open else latest  # the open round may still be solved
-    counted = (
-        select(
-            Round.id.label("round_id"),
-            Round.closes_at,
-            func.row_number().over(order_by=(Round.opens_at, Round.id)).label("idx"),
-        )
-        .where(Round.status != RoundStatus.CANCELLED, Round.opens_at <= now)
-        .cte("counted")
-    )
+
+def _solvers(session: Session, rounds: list[Round]) -> dict[int, frozenset[str]]:
+    """Who solved each of ``rounds``: a passing newest verdict on an in-time submission."""
+    found: dict[int, set[str]] = {r.id: set() for r in rounds}
+    if not rounds:
+        return {}
     newer = aliased(Verdict)
-    # Byte order is enough to group by user; the database's locale collation sorts much slower.
-    user_key = (
-        Submission.user_id.collate("C").label("user_id")
-        if session.get_bind().dialect.name == "postgresql"
-        else Submission.user_id
-    )
-    solved = (
-        select(user_key, counted.c.idx)
+    rows = session.execute(
+        select(Submission.round_id, Submission.user_id)
         .join(Verdict, Verdict.submission_id == Submission.id)
-        .join(counted, counted.c.round_id == Submission.round_id)
+        .join(Round, Round.id == Submission.round_id)
         .where(
+            Submission.round_id.in_(list(found)),
             Verdict.passed.is_(True),
             ~select(newer.id)
             .where(newer.submission_id == Verdict.submission_id, newer.attempt > Verdict.attempt)
             .exists(),
             Submission.status.not_in(EXCLUDED_STATUSES),
-            Submission.created_at < counted.c.closes_at,
+            Submission.created_at < Round.closes_at,
         )
         .distinct()
-        .cte("solved")
     )
-    islands = select(
-        solved.c.user_id,
-        solved.c.idx,
-        (
-            solved.c.idx
-            - func.row_number().over(partition_by=solved.c.user_id, order_by=solved.c.idx)
-        ).label("island"),
-    ).cte("islands")
-    runs = (
-        select(
-            islands.c.user_id,
-            func.count().label("length"),
-            func.max(islands.c.idx).label("last"),
-        )
-        .group_by(islands.c.user_id, islands.c.island)
-        .cte("runs")
-    )
-    streaks = (
-        select(
-            runs.c.user_id,
-            func.sum(runs.c.length).label("solved"),
-            func.max(runs.c.length).label("longest"),
-            func.max(case((runs.c.last >= current_from, runs.c.length), else_=0)).label("current"),
-        )
-        .group_by(runs.c.user_id)
-        .cte("streaks")
-    )
-    held = (
+    for round_id, user_id in rows:
+        found[round_id].add(user_id)
+    return {round_id: frozenset(users) for round_id, users in found.items()}
+
+
+def _rank_all_time(
+    session: Session,
+    rounds: list[Round],
+    solvers: dict[int, frozenset[str]],
+    latest_open: bool,
+    limit: int | None,
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order."""
+    solved: dict[str, list[int]] = {}
+    for index, round_ in enumerate(rounds, start=1):
+        for user_id in solvers.get(round_.id, ()):
+            solved.setdefault(user_id, []).append(index)  # ascending: rounds are in order
+    current_from = len(rounds) - 1 if latest_open else len(rounds)  # the open round may be solved
+
+    totals: dict[str, list[int]] = {}
+    for user_id, indices in solved.items():
+        longest = run = 0
+        previous = -1
+        for index in indices:
+            run = run + 1 if index == previous + 1 else 1
+            longest = max(longest, run)
+            previous = index
+        totals[user_id] = [0, 0, len(indices), run if previous >= current_from else 0, longest]
+
+    credit_rows = session.execute(
         select(
             Credit.user_id,
-            func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)).label("best"),
-            func.sum(case((Credit.kind == CreditKind.HONOURABLE_MENTION, 1), else_=0)).label(
-                "mentions"
-            ),
+            func.sum(case((Credit.kind == CreditKind.BEST_SOLUTION, 1), else_=0)),
+            func.sum(case((Credit.kind == CreditKind.HONOURABLE_MENTION, 1), else_=0)),
         )
         .where(Credit.revoked_at.is_(None))
         .group_by(Credit.user_id)
-        .cte("held")
     )
-    people = union(select(streaks.c.user_id), select(held.c.user_id)).cte("people")
-    best = func.coalesce(held.c.best, 0)
-    mentions = func.coalesce(held.c.mentions, 0)
-    solved_n = func.coalesce(streaks.c.solved, 0)
-    current = func.coalesce(streaks.c.current, 0)
-    longest = func.coalesce(streaks.c.longest, 0)
-    query = (
-        select(people.c.user_id, best, mentions, solved_n, current, longest)
-        .select_from(people)
-        .outerjoin(streaks, streaks.c.user_id == people.c.user_id)
-        .outerjoin(held, held.c.user_id == people.c.user_id)
-        .order_by(
-            best.desc(),
-            mentions.desc(),
-            solved_n.desc(),
-            longest.desc(),
-            current.desc(),
-            people.c.user_id,
-        )
+    for user_id, best, mentions in credit_rows:
+        stats = totals.setdefault(user_id, [0, 0, 0, 0, 0])
+        stats[0], stats[1] = int(best or 0), int(mentions or 0)
+
+    ordered = sorted(
+        totals.items(),
+        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
     )
     if limit is not None:
-        query = query.limit(limit)
-    return tuple((row[0], tuple(int(v) for v in row[1:])) for row in session.execute(query).all())
+        ordered = ordered[:limit]
+    return tuple((user_id, tuple(stats)) for user_id, stats in ordered)
 
 
 # --- caching: boards are recomputed only when the data they are built from changed ----------
@@ -542,32 +560,21 @@ def _bind_key(session: Session) -> str:
     return str(session.get_bind().url)
 
 
-def data_version(*, session: Session, round_id: int | None = None) -> tuple[Any, ...]:
-    """A fingerprint that changes whenever the data a board is built from changes.
+def data_version(*, session: Session, round_id: int) -> tuple[Any, ...]:
+    """A fingerprint of what a round's board is built from; any change to it moves one part.
 
-    Verdicts and credits: newest id and count (a count also catches a row committed after one
-    with a higher id). For a round board, its submissions' count, newest ``updated_at`` and how
-    many are cancelled or rejected (the board shows each user's latest status); for the all-time
-    board only how many submissions are cancelled or rejected, so queue progress (stages, leases)
-    keeps its cache. Each part is an index-only lookup or a small index range.
+    Verdicts are append-only, so their count in the round grows with every one (even one that
+    commits after a verdict with a higher id); the round's submissions: count, newest
+    ``updated_at`` (latest statuses) and how many are cancelled or rejected (a change that a
+    skewed clock could hide from ``updated_at``). Index lookups over the round's rows only.
     """
-    excluded = func.count(case((Submission.status.in_(EXCLUDED_STATUSES), 1)))
-    parts: list[Any] = [
-        select(func.max(Verdict.id)).scalar_subquery(),
-        select(func.count(Verdict.id)).scalar_subquery(),
-        select(func.count(Credit.id)).scalar_subquery(),
-        select(func.max(Credit.id)).scalar_subquery(),
-        select(func.count(Credit.revoked_at)).scalar_subquery(),
-    ]
-    if round_id is None:
-        parts.append(
-            select(func.count(Submission.id))
-            .where(Submission.status.in_(EXCLUDED_STATUSES))
-            .scalar_subquery()
-        )
-        return tuple(session.execute(select(*parts)).one())
     mine = Submission.round_id == round_id
-    parts += [
+    excluded = func.count(case((Submission.status.in_(EXCLUDED_STATUSES), 1)))
+    parts = [
+        select(func.count(Verdict.id))
+        .join(Submission, Submission.id == Verdict.submission_id)
+        .where(mine)
+        .scalar_subquery(),
         select(func.count()).select_from(Submission).where(mine).scalar_subquery(),
         select(func.max(Submission.updated_at)).where(mine).scalar_subquery(),
         select(excluded).where(mine).scalar_subquery(),
@@ -575,24 +582,30 @@ def data_version(*, session: Session, round_id: int | None = None) -> tuple[Any,
     return tuple(session.execute(select(*parts)).one())
 
 
-def _cached(
-    session: Session,
-    key: tuple[Any, ...],
-    compute: Callable[[], Any],
-    *,
-    round_id: int | None = None,
-) -> Any:
-    """``compute()`` memoised per process under ``key`` plus the current data fingerprint."""
-    full_key = (*key, data_version(session=session, round_id=round_id))
+def _cache_get(key: tuple[Any, ...]) -> Any:
     with _cache_lock:
-        if full_key in _cache:
-            _cache.move_to_end(full_key)
-            return _cache[full_key]
-    value = compute()
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    return None
+
+
+def _cache_put(key: tuple[Any, ...], value: Any) -> None:
     with _cache_lock:
-        _cache[full_key] = value
+        _cache[key] = value
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
+
+
+def _cached(
+    session: Session, key: tuple[Any, ...], compute: Callable[[], Any], *, round_id: int
+) -> Any:
+    """``compute()`` memoised per process under ``key`` plus the round's data fingerprint."""
+    full_key = (*key, data_version(session=session, round_id=round_id))
+    value = _cache_get(full_key)
+    if value is None:
+        value = compute()
+        _cache_put(full_key, value)
     return value
 
 

@@ -151,8 +151,7 @@ def test_all_time_credits_rounds_solved_and_streaks(world):
     for r in (rounds[0], rounds[1], rounds[3], open_round):
         world.submit(r, "UALICE", verdicts=ok)
     # UBOB solves 1, 2, 3; the open round not yet: his current streak of 3 is not broken.
-    for r in rounds[1:]:
-        world.submit(r, "UBOB", verdicts=ok)
+    bobs = [world.submit(r, "UBOB", verdicts=ok) for r in rounds[1:]]
     # UCAROL solved round 0 only; her round-2 pass was overturned by re-verification.
     world.submit(rounds[0], "UCAROL", verdicts=ok)
     world.submit(rounds[2], "UCAROL", verdicts=[ok[0], (1, False, 0.3, 0.3)])
@@ -209,12 +208,42 @@ def test_all_time_credits_rounds_solved_and_streaks(world):
     )
     bob = next(e for e in later.entries if e.user_id == "UBOB")
     assert (bob.current_streak, bob.longest_streak) == (0, 3)
+    # Before any verdict in the open round, the boards during and after it differ only by time.
+    empty = world.round(month=6)
+    world.session.commit()
+    for now, streak in ((empty.opens_at + timedelta(days=1), 2), (empty.closes_at, 0)):
+        alice = next(
+            e
+            for e in leaderboards.all_time_leaderboard(session=world.session, now=now).entries
+            if e.user_id == "UALICE"
+        )
+        assert alice.current_streak == streak
     assert [
         e.user_id for e in leaderboards.all_time_leaderboard(session=world.session, limit=2).entries
     ] == [
         "UCAROL",
         "UDAVE",
     ]
+
+    # Verdicts after the cached computation: in a closed round (an admin re-verified Bob's
+    # round-2 solution, which now fails), then in the open round (Bob solves it).
+    during = open_round.opens_at + timedelta(days=1)
+    world.verdict(bobs[1], 1, False, 0.2, 0.2)
+    world.session.commit()
+    bob = next(
+        e
+        for e in leaderboards.all_time_leaderboard(session=world.session, now=during).entries
+        if e.user_id == "UBOB"
+    )
+    assert (bob.rounds_solved, bob.current_streak, bob.longest_streak) == (2, 1, 1)
+    world.submit(open_round, "UBOB", verdicts=ok)
+    world.session.commit()
+    bob = next(
+        e
+        for e in leaderboards.all_time_leaderboard(session=world.session, now=during).entries
+        if e.user_id == "UBOB"
+    )
+    assert (bob.rounds_solved, bob.current_streak, bob.longest_streak) == (3, 2, 2)
 
 
 def test_a_verdict_committed_after_one_with_a_higher_id_still_refreshes_the_boards(world):
