@@ -11,13 +11,18 @@ receiving Slack's required HTTP 200 (the ack). Prints p50/p99 for each and their
 
 from __future__ import annotations
 
+import sys
+
+# Run as `python bench/ack.py`, this folder is sys.path[0], where a sibling benchmark
+# named like a stdlib module (bench/queue.py) would shadow it.
+sys.path.pop(0)
+
 import argparse
 import hashlib
 import hmac
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time

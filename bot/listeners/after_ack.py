@@ -39,10 +39,15 @@ class request_in_flight:  # noqa: N801 (used as a context manager, like a functi
             _in_flight -= 1
 
 
-def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    deadline = time.monotonic() + MAX_DEFER_S
+def yield_to_acks(max_wait: float = MAX_DEFER_S) -> None:
+    """Wait (at most ``max_wait``) until no HTTP request is waiting for its answer."""
+    deadline = time.monotonic() + max_wait
     while _in_flight > 0 and time.monotonic() < deadline:
         time.sleep(0.002)
+
+
+def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    yield_to_acks()
     try:
         return fn(*args, **kwargs)
     except Exception:

@@ -7,7 +7,7 @@ from typing import Any
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
-from bot.listeners.after_ack import after_ack
+from bot.listeners.after_ack import after_ack, yield_to_acks
 from bot.services import commands
 from storage.db import session_scope
 
@@ -32,7 +32,9 @@ def answer_puzzle_command(
             text=command.get("text", ""),
             channel_id=command.get("channel_id", ""),
         )
-    context["outbox"].wake()  # an admin command may have queued posts
+    if command.get("text", "").strip().startswith("admin"):
+        context["outbox"].wake()  # an admin command may have queued posts
+    yield_to_acks(0.2)
     if result.modal is not None:
         client.views_open(trigger_id=command["trigger_id"], view=result.modal)
     if result.message is not None:
