@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The repository root instead of bench/ (whose queue.py would shadow the standard library's).
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
@@ -157,32 +158,67 @@ def _backend_cpu_s(pid: int | None) -> float | None:
 
 
 def time_ms(
-    fn: Callable[[], object], *, repeat: int, backend_pid: int | None
+    fn: Callable[[], object],
+    *,
+    repeat: int,
+    backend_pid: int | None,
+    before: Callable[[], object] | None = None,
 ) -> tuple[float, float | None]:
     """(median wall ms, mean CPU ms per call: this process plus the database backend).
 
     CPU time is what the query costs on an idle machine; wall time also counts waiting for a
-    core, which on a busy shared machine can be several times longer.
+    core, which on a busy shared machine can be several times longer. ``before`` runs ahead of
+    each call, untimed (its own database work runs on another connection).
     """
     fn()  # warm-up: plan caches, connection, catalog lookup
     samples = []
-    cpu_start, backend_start = time.process_time(), _backend_cpu_s(backend_pid)
+    cpu = 0.0
+    backend_start = _backend_cpu_s(backend_pid)
     for _ in range(repeat):
+        if before is not None:
+            before()
+        cpu_start = time.process_time()
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
-    client = time.process_time() - cpu_start
+        cpu += time.process_time() - cpu_start
+    client = cpu
     backend_end = _backend_cpu_s(backend_pid)
     if backend_start is None or backend_end is None:
         return statistics.median(samples), None
     return statistics.median(samples), (client + backend_end - backend_start) * 1000 / repeat
 
 
-def measure(url: str, round_id: int, *, repeat: int) -> dict[str, tuple[float, float | None]]:
-    """Each board, cold (cache cleared every call) and warm (cache fingerprint only)."""
+def measure(
+    url: str, dsn: str, round_id: int, *, repeat: int
+) -> dict[str, tuple[float, float | None]]:
+    """Each board cold (cache cleared), after a new verdict in the open round, and warm."""
     engine = make_engine(url)
     factory = session_factory(engine)
     results: dict[str, tuple[float, float | None]] = {}
+    rng = random.Random(1)
+    writer = psycopg.connect(dsn, autocommit=True)
+    open_ids = [
+        row[0]
+        for row in writer.execute(
+            "SELECT s.id FROM submissions s JOIN verdicts v ON v.submission_id = s.id"
+            " WHERE s.round_id = %s",
+            (round_id,),
+        )
+    ]
+
+    def new_verdict() -> None:
+        """What a worker does when a re-verification lands in the open round."""
+        sid = rng.choice(open_ids)
+        checks = rng.choice([0, 1, 2])
+        writer.execute(
+            "INSERT INTO verdicts (submission_id, attempt, passed, checks_passed, public_score,"
+            " private_score, scores, report_md, created_at) SELECT %s, max(attempt) + 1, %s, %s,"
+            " %s, %s, '{}', '', now() FROM verdicts WHERE submission_id = %s",
+            (sid, checks == 2, checks, rng.random(), rng.random(), sid),
+        )
+        writer.execute("UPDATE submissions SET updated_at = now() WHERE id = %s", (sid,))
+
     try:
         with factory() as session:
             now = datetime.now(UTC)
@@ -203,11 +239,15 @@ def measure(url: str, round_id: int, *, repeat: int) -> dict[str, tuple[float, f
                     return fn()
 
                 results[f"{name} cold"] = time_ms(cold, repeat=repeat, backend_pid=pid)
+                results[f"{name} after verdict"] = time_ms(
+                    fn, repeat=repeat, backend_pid=pid, before=new_verdict
+                )
                 results[f"{name} warm"] = time_ms(fn, repeat=repeat, backend_pid=pid)
             ranked = len(round_board().entries)  # type: ignore[attr-defined]
             results["rows"] = (float(ranked), None)
             return results
     finally:
+        writer.close()
         engine.dispose()
 
 
@@ -240,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             f"seeded {args.submissions} submissions / {args.users} users / {args.rounds} rounds"
             f" in {time.perf_counter() - start:.1f}s (database {name})"
         )
-        with_idx = measure(url, round_id, repeat=args.repeat)
+        with_idx = measure(url, dsn, round_id, repeat=args.repeat)
         with psycopg.connect(dsn, autocommit=True) as conn:
             dropped = [
                 ix
@@ -250,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             for ix in dropped:
                 conn.execute(f'DROP INDEX "{ix}"')
             conn.execute("ANALYZE")
-        without = measure(url, round_id, repeat=args.repeat)
+        without = measure(url, dsn, round_id, repeat=args.repeat)
         print(f"indexes dropped for the comparison: {', '.join(dropped) or '(none found)'}")
         print(
             f"round board: {with_idx['rows'][0]:.0f} ranked users in the open round;"
@@ -262,18 +302,22 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu = value
             return f"{wall:7.1f} ms" + (f" ({cpu:5.1f} cpu)" if cpu is not None else "")
 
-        print(f"{'query':<16}{'with indexes':>26}{'without':>26}{'ratio':>8}")
-        for label in ("round cold", "round warm", "all-time cold", "all-time warm"):
+        print(f"{'query':<24}{'with indexes':>26}{'without':>26}{'ratio':>8}")
+        labels = [
+            f"{b} {k}" for b in ("round", "all-time") for k in ("cold", "after verdict", "warm")
+        ]
+        for label in labels:
             w, wo = with_idx[label], without[label]
             cost, base = (w[1], wo[1]) if w[1] is not None and wo[1] else (w[0], wo[0])
-            flag = "ok" if min(w[0], cost) <= 50 else "OVER 50 ms"
-            print(f"{label:<16}{cell(w):>26}{cell(wo):>26}{base / cost:>7.1f}x  {flag}")
+            flag = "<= 50 ms" if cost <= 50 else "OVER 50 ms"
+            print(f"{label:<24}{cell(w):>26}{cell(wo):>26}{base / cost:>7.1f}x  {flag}")
         print(
             "wall: median per call; cpu: mean CPU ms per call (client + PostgreSQL backend), what"
-            " a call costs on an idle machine; ratio on cpu when known.\n"
-            "cold: the board cache is cleared before every call (the full SQL runs); warm: only"
-            " the data fingerprint is read and the cached board reused (every repeat view"
-            " until a verdict, credit or cancellation changes the data)."
+            " a call costs on an idle machine; ratio and the 50 ms goal on cpu when known.\n"
+            "cold: the board cache is cleared before every call (the full SQL runs); after"
+            " verdict: a worker has just stored a new verdict in the open round (what the pinned"
+            " message refresh costs; the all-time board re-reads only the open round); warm: only"
+            " the data fingerprint is read and the cached board reused."
         )
         return 0
     finally:
