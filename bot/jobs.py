@@ -10,6 +10,7 @@ Start workers with ``circuitboard worker`` (``run_worker`` here) or ``celery -A 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -19,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -193,7 +194,7 @@ class _LeaseKeeper(threading.Thread):
         self.timed_out = threading.Event()
 
     def run(self) -> None:
-        interval = max(0.2, self.settings.lease_seconds / 3)
+        interval = max(0.2, self.settings.lease_seconds / 4)
         while True:
             left = self.deadline - time.monotonic()
             if self.finished.wait(max(0.0, min(interval, left))):
@@ -253,8 +254,10 @@ def _outcome(verdict: Any) -> submissions.Outcome:
         runtime_s=verdict.runtime_s,
         device=verdict.device,
         engine_version=verdict.engine_version,
+        # One held-out set (the secret seed) scores both until the engine reports a separate public
+        # set; the leaderboard hides the private column while the round is open.
         public_score=float(primary) if primary is not None else None,
-        private_score=None,
+        private_score=float(primary) if primary is not None else None,
         error=verdict.error,
     )
 
@@ -264,12 +267,8 @@ def run_verification(
     *,
     settings: Settings | None = None,
     owner: str | None = None,
-    verify: Callable[..., Any] | None = None,
 ) -> str:
-    """Verify one submission if its row says it is ours to run; returns what happened.
-
-    ``verify`` defaults to ``puzzles.verify.verify_submission`` (imported here, never by the bot).
-    """
+    """Verify one submission if its row says it is ours to run; returns what happened."""
     settings = settings or get_settings()
     factory = _session_factory(settings)
     owner = owner or f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
@@ -280,8 +279,6 @@ def run_verification(
     if attempt is None:
         log.info("submission %s is not claimable (done, running elsewhere, or gone)", submission_id)
         return "skipped"
-    _notify(factory, submission_id)
-
     keeper = _LeaseKeeper(
         factory=factory,
         settings=settings,
@@ -289,7 +286,8 @@ def run_verification(
         owner=owner,
         attempt=attempt,
     )
-    keeper.start()
+    keeper.start()  # before anything slow: the lease must never lapse while we hold the job
+    _notify(factory, submission_id)
 
     def fail(message: str) -> str:
         with session_scope(factory) as session:
@@ -330,10 +328,10 @@ def run_verification(
             source = submissions.read_content(session=session, submission=row)
             filename = row.filename
             slug = row.round.puzzle_version.slug
-        if verify is None:
-            from puzzles.verify import verify_submission as verify
+        from puzzles.verify import verify_submission
+
         puzzle = _puzzle(slug, settings)
-        verdict = verify(
+        verdict = verify_submission(
             source,
             filename,
             puzzle,
@@ -415,6 +413,9 @@ def _preload() -> None:
 
     import puzzles.models  # noqa: F401  (transformer_lens)
     import puzzles.verify.engine  # noqa: F401  (torch)
+
+    with contextlib.suppress(ImportError):
+        import bot.services.notifications  # noqa: F401  (views, outbox)
 
 
 def run_worker(

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
 
     # Verification jobs (bot/queue.py, bot/jobs.py, bot/services/submissions.py).
     lease_seconds: float = 60.0
-    """A worker's claim on a running submission lasts this long unless renewed (every third of it)."""
+    """A worker's claim on a running submission lasts this long unless renewed (every quarter of it)."""
     max_attempts: int = 3
     """Attempts per verification run (a worker died or vanished each time) before it is failed."""
     task_time_limit: float = 600.0

@@ -23,9 +23,17 @@ from jobs_support import (
     verdicts_by_submission,
     wait_for,
 )
+from sqlalchemy import select
 
 from bot.queue import enqueue_verification, get_app, queue_depth
 from bot.settings import get_settings
+from storage.db import session_scope
+from storage.models import OutboxMessage
+
+
+def outbox_keys(factory) -> set[str]:
+    with session_scope(factory) as session:
+        return set(session.scalars(select(OutboxMessage.idempotency_key)))
 
 
 @pytest.mark.timeout(600)
@@ -164,3 +172,7 @@ def test_time_limit_fails_the_job_and_the_worker_keeps_serving(
     assert by_id[slow].attempts == 1
     assert by_id[fine].status == "verified"
     assert verdicts_by_submission(setup.factory) == {fine: [1]}
+    # the worker told the Slack side after each change: the user hears about both outcomes
+    keys = outbox_keys(setup.factory)
+    assert f"submission:{slow}:failed:1" in keys
+    assert f"submission:{fine}:verdict:1" in keys
