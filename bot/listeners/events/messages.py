@@ -37,7 +37,7 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
                         text=outcome.error,
                         channel=channel,
                     )
-    else:
+    elif not event.get("thread_ts"):  # chatting in a verdict thread needs no help text
         with session_scope(factory) as session:
             outbox.enqueue(
                 session=session,

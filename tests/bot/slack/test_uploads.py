@@ -139,3 +139,63 @@ def test_modal_without_file_shows_field_error(slack_app, open_round):
     body = response.json()
     assert body["response_action"] == "errors"
     assert set(body["errors"]) == {"solution_file", "writeup"}
+
+
+def test_a_retry_whose_first_delivery_was_lost_is_processed(slack_app, open_round):
+    event = _file_event(
+        slack_app, "F5", "only_copy.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    assert slack_app.event(event, event_id="EvLost", retry=2).status_code == 200
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+    assert [s.slack_file_id for s in _submissions(slack_app)] == ["F5"]
+
+
+def test_same_file_in_two_events_is_one_submission(slack_app, open_round):
+    event = _file_event(
+        slack_app, "F6", "twice.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    slack_app.event(event, event_id="EvA")
+    slack_app.event(event, event_id="EvB")  # a different event id carrying the same file
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+    assert [s.slack_file_id for s in _submissions(slack_app)] == ["F6"]
+
+
+def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
+    slack_app.event(
+        {
+            "type": "message",
+            "channel": DM,
+            "channel_type": "im",
+            "user": "U1",
+            "ts": "1.1",
+            "text": "hi",
+        }
+    )
+    (help_post,) = slack_app.fake.wait_for("chat.postMessage")
+    assert "/puzzle submit" in str(help_post.args["blocks"])
+    slack_app.event(
+        {
+            "type": "message",
+            "channel": DM,
+            "channel_type": "im",
+            "user": "U1",
+            "ts": "1.2",
+            "thread_ts": "1.0",
+            "text": "thanks",
+        }
+    )
+    slack_app.event(
+        {
+            "type": "message",
+            "channel": DM,
+            "channel_type": "im",
+            "bot_id": "B1",
+            "user": "UBOT",
+            "ts": "1.3",
+            "text": "our own post",
+        }
+    )
+    import time
+
+    time.sleep(0.5)
+    assert len(slack_app.fake.calls_to("chat.postMessage")) == 1
