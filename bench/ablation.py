@@ -48,6 +48,7 @@ class NaiveEngine:
             cache[f"blocks.{layer}.attn.hook_z"].mean(0, keepdim=True)
             for layer in range(ref.n_layers)
         ]
+        ref._ablated_ready = True
         ref.mlp_ablated = [
             None if ref.attn_only else cache[f"blocks.{layer}.hook_mlp_out"].mean(0, keepdim=True)
             for layer in range(ref.n_layers)

@@ -107,9 +107,10 @@ class AblationEngine:
         self.batch, self.seq = self.tokens.shape
         self.answer_positions = torch.as_tensor(list(answer_positions), device=device)
         self.ablation = ablation
+        self._seed = seed
+        self._ablated_ready = False
         with torch.no_grad():
             self._clean_run()
-            self._ablation_values(seed)
 
     # -- clean run ---------------------------------------------------------------------------
     def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,6 +188,13 @@ class AblationEngine:
         self.resid_final = resid
         self.clean_logits = self._unembed(resid[:, self.answer_positions])
 
+    def _ensure_ablation_values(self) -> None:
+        """Computed on first use: an engine used only for its clean answers never needs them."""
+        if not self._ablated_ready:
+            with torch.no_grad():
+                self._ablation_values(self._seed)
+            self._ablated_ready = True
+
     def _ablation_values(self, seed: int) -> None:
         if self.ablation == "mean":
             self.z_ablated = [z.mean(0, keepdim=True) for z in self.z]
@@ -238,6 +246,7 @@ class AblationEngine:
                 break
         if first is None:
             return self.clean_logits
+        self._ensure_ablation_values()
         start_layer, start_sub = first
         answers = self.answer_positions
         last = self.n_layers - 1
@@ -281,6 +290,7 @@ class AblationEngine:
 @torch.no_grad()
 def naive_logits(model, engine: AblationEngine, mask: Mask) -> torch.Tensor:
     """The same variant the obvious way: one full ``run_with_hooks`` on the bridge."""
+    engine._ensure_ablation_values()
     heads = mask.heads.to(engine.device)
     mlps = mask.mlps.to(engine.device)
     hooks = []

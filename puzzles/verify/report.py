@@ -95,7 +95,7 @@ def render_plot(verdict: Verdict) -> bytes | None:
     from matplotlib.figure import Figure
 
     panels = [p for p in (per_pos, necessity) if p]
-    fig = Figure(figsize=(4.5 * len(panels), 3.2), dpi=100)
+    fig = Figure(figsize=(4.5 * len(panels), 3.2), dpi=80)
     axes = [fig.add_subplot(1, len(panels), i + 1) for i in range(len(panels))]
     ax_iter = iter(axes)
     if per_pos:

@@ -98,7 +98,9 @@ def _next_uid() -> int:
     return _UID_BASE + (os.getpid() % 1000) * 1000 + next(_uid_counter) % 1000
 
 
-def _set_limits(limits: SandboxLimits) -> None:
+def _set_limits(limits: SandboxLimits, nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     mem = limits.memory_mb << 20
     for res, value in (
         (resource.RLIMIT_AS, (mem, mem)),
@@ -201,7 +203,9 @@ def _describe_exit(code: int | None, limits: SandboxLimits) -> str:
 class Sandbox:
     """One child process, started now (importing torch in the background), used for one job."""
 
-    def __init__(self, limits: SandboxLimits | None = None, *, use_bwrap: bool = True) -> None:
+    def __init__(
+        self, limits: SandboxLimits | None = None, *, use_bwrap: bool = True, nice: int = 0
+    ) -> None:
         self.limits = limits or SandboxLimits()
         self.sandboxed = use_bwrap
         bwrap = bwrap_path()
@@ -236,7 +240,7 @@ class Sandbox:
             cwd=cwd,
             env=_env(),
             start_new_session=True,
-            preexec_fn=lambda: _set_limits(limits_),
+            preexec_fn=lambda: _set_limits(limits_, nice),
             close_fds=True,
         )
         self._ready = False
@@ -523,7 +527,9 @@ class SandboxPool:
                     if self._closed or len(self._ready) >= self.size:
                         break
                 try:
-                    box = Sandbox(self.limits, use_bwrap=self.use_bwrap)
+                    # niced: a replacement importing torch must not slow the verification
+                    # that is running right now (the submission's own code runs niced too)
+                    box = Sandbox(self.limits, use_bwrap=self.use_bwrap, nice=10)
                 except Exception:  # the next acquire starts one itself and reports the problem
                     break
                 with self._lock:

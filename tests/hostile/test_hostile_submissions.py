@@ -26,7 +26,7 @@ from puzzles.verify import sandbox as sandbox_mod
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
 
 SECRET = "xoxb-HOSTILE-TEST-SECRET-5f1d"
-LIMITS = SandboxLimits(memory_mb=1536, cpu_seconds=8, wall_seconds=6.0, nproc=32)
+LIMITS = SandboxLimits(memory_mb=1536, cpu_seconds=8, wall_seconds=4.0, nproc=32)
 HOST_FILE_SECRET = "DATABASE-ROW-SECRET-93be"
 
 PREDICT_OK = """

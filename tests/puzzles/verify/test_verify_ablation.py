@@ -38,12 +38,13 @@ def _toy(attn_only: bool, normalization: str | None = "LN"):
     )
     model = TransformerBridge.boot_native(cfg)
     model.eval()
-    tokens = torch.randint(0, 7, (40, 6), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 7, (24, 6), generator=torch.Generator().manual_seed(0))
     return model, tokens
 
 
-@pytest.mark.parametrize("attn_only", [True, False])
-@pytest.mark.parametrize("ablation", ["mean", "resample"])
+@pytest.mark.parametrize(
+    ("attn_only", "ablation"), [(True, "mean"), (False, "mean"), (False, "resample")]
+)
 def test_engine_equals_naive(attn_only: bool, ablation: str) -> None:
     model, tokens = _toy(attn_only)
     engine = AblationEngine(model, tokens, answer_positions=[5, 2], ablation=ablation, seed=1)
