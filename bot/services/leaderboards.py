@@ -385,8 +385,7 @@ def all_time_leaderboard(
     current streak is not broken by the open round the user has not solved yet.
 
     Who solved each closed round is cached apart from the open round, so a verdict in the open
-    round re-reads only that round: verdicts are append-only, so the verdict count outside the
-    open round (total minus the open round's) says whether anything else changed.
+    round re-reads only that round (see ``_verdict_marks`` for how new verdicts are noticed).
     """
     now = now or utcnow()
     rounds = _counted_rounds(session=session, now=now)
@@ -394,8 +393,10 @@ def all_time_leaderboard(
     open_round = rounds[-1] if latest_open else None
     bind = _bind_key(session)
     rounds_key = tuple((r.id, r.status.value, r.opens_at, r.closes_at) for r in rounds)
-    fp = _all_time_fingerprint(session, open_round.id if open_round else None)
-    verdicts_total, verdicts_open, excluded_total, excluded_open = fp[:4]
+    open_id = open_round.id if open_round is not None else None
+    window, recent, recent_open = _verdict_marks(session, open_id)
+    excluded_total, excluded_open = _excluded_counts(session, open_id)
+    fp = (window, recent, recent_open, excluded_total, excluded_open, _credit_marks(session))
 
     key = ("all-time", bind, rounds_key, latest_open, limit, fp)
     shown = _cache_get(key)
@@ -405,8 +406,9 @@ def all_time_leaderboard(
             "solved-closed",
             bind,
             rounds_key,
-            tuple(r.id for r in closed_rounds),  # the count below is monotonic for one set only
-            verdicts_total - verdicts_open,
+            tuple(r.id for r in closed_rounds),  # the counts below are monotonic for one set
+            window,
+            recent - recent_open,
             excluded_total - excluded_open,
         )
         solvers = _cache_get(closed_key)
@@ -419,7 +421,8 @@ def all_time_leaderboard(
                 bind,
                 rounds_key,
                 open_round.id,
-                verdicts_open,
+                window,
+                recent_open,
                 excluded_open,
             )
             open_solvers = _cache_get(open_key)
@@ -457,24 +460,56 @@ def all_time_leaderboard(
     return AllTimeLeaderboard(entries=entries, rounds_counted=len(rounds))
 
 
-def _all_time_fingerprint(session: Session, open_round_id: int | None) -> tuple[Any, ...]:
-    """(verdicts, verdicts in the open round, cancelled/rejected, those in the open round,
-    credits, newest credit, revoked credits): counts only grow, so any change moves one."""
+VERDICT_WINDOW = 1000
+"""Verdict ids further than this below the newest are assumed committed (worker transactions
+are short): only the newest ids are counted to notice a verdict that commits late."""
+
+
+def _verdict_marks(session: Session, round_id: int | None) -> tuple[int, int, int]:
+    """(window start, verdicts above it, those of them in ``round_id``).
+
+    Verdicts are append-only: everything at or below the window start is settled (the start
+    itself names it, and moves every ``VERDICT_WINDOW`` verdicts), and the count above it grows
+    with every new verdict, even one committed after a verdict with a higher id. A primary-key
+    range instead of counting the whole table.
+    """
+    top = session.scalar(select(func.max(Verdict.id)))
+    if top is None:
+        return (0, 0, 0)
+    start = (top // VERDICT_WINDOW - 1) * VERDICT_WINDOW
+    # A correlated lookup, not a join: a join tempts the planner into scanning all submissions.
+    verdict_round = (
+        select(Submission.round_id).where(Submission.id == Verdict.submission_id).scalar_subquery()
+    )
+    in_round = verdict_round == (round_id if round_id is not None else -1)
+    recent, mine = session.execute(
+        select(func.count(), func.count(case((in_round, 1))))
+        .select_from(Verdict)
+        .where(Verdict.id > start)
+    ).one()
+    return (start, int(recent), int(mine))
+
+
+def _excluded_counts(session: Session, round_id: int | None) -> tuple[int, int]:
+    """(cancelled or rejected submissions, those in ``round_id``): index-only counts."""
     excluded = Submission.status.in_(EXCLUDED_STATUSES)
-    in_open = Submission.round_id == (open_round_id if open_round_id is not None else -1)
     parts = [
-        select(func.count(Verdict.id)).scalar_subquery(),
-        select(func.count(Verdict.id))
-        .join(Submission, Submission.id == Verdict.submission_id)
-        .where(in_open)
+        select(func.count()).select_from(Submission).where(excluded).scalar_subquery(),
+        select(func.count())
+        .select_from(Submission)
+        .where(excluded, Submission.round_id == (round_id if round_id is not None else -1))
         .scalar_subquery(),
-        select(func.count(Submission.id)).where(excluded).scalar_subquery(),
-        select(func.count(Submission.id)).where(excluded, in_open).scalar_subquery(),
-        select(func.count(Credit.id)).scalar_subquery(),
-        select(func.max(Credit.id)).scalar_subquery(),
-        select(func.count(Credit.revoked_at)).scalar_subquery(),
     ]
-    return tuple(session.execute(select(*parts)).one())
+    total, mine = session.execute(select(*parts)).one()
+    return (int(total), int(mine))
+
+
+def _credit_marks(session: Session) -> tuple[Any, ...]:
+    return tuple(
+        session.execute(
+            select(func.count(Credit.id), func.max(Credit.id), func.count(Credit.revoked_at))
+        ).one()
+    )
 
 
 def _solvers(session: Session, rounds: list[Round]) -> dict[int, frozenset[str]]:
@@ -563,23 +598,17 @@ def _bind_key(session: Session) -> str:
 def data_version(*, session: Session, round_id: int) -> tuple[Any, ...]:
     """A fingerprint of what a round's board is built from; any change to it moves one part.
 
-    Verdicts are append-only, so their count in the round grows with every one (even one that
-    commits after a verdict with a higher id); the round's submissions: count, newest
-    ``updated_at`` (latest statuses) and how many are cancelled or rejected (a change that a
-    skewed clock could hide from ``updated_at``). Index lookups over the round's rows only.
+    New verdicts (``_verdict_marks``), and the round's submissions: count, newest ``updated_at``
+    (latest statuses) and how many are cancelled or rejected (a change that a skewed clock could
+    hide from ``updated_at``), on the (round_id, updated_at, status) index.
     """
     mine = Submission.round_id == round_id
     excluded = func.count(case((Submission.status.in_(EXCLUDED_STATUSES), 1)))
-    parts = [
-        select(func.count(Verdict.id))
-        .join(Submission, Submission.id == Verdict.submission_id)
-        .where(mine)
-        .scalar_subquery(),
-        select(func.count()).select_from(Submission).where(mine).scalar_subquery(),
-        select(func.max(Submission.updated_at)).where(mine).scalar_subquery(),
-        select(excluded).where(mine).scalar_subquery(),
-    ]
-    return tuple(session.execute(select(*parts)).one())
+    submissions = session.execute(
+        select(func.count(), func.max(Submission.updated_at), excluded).where(mine)
+    ).one()
+    start, _, in_round = _verdict_marks(session, round_id)
+    return (start, in_round, *submissions)
 
 
 def _cache_get(key: tuple[Any, ...]) -> Any:
