@@ -279,3 +279,28 @@ def test_a_verdict_committed_after_one_with_a_higher_id_still_refreshes_the_boar
     assert [e.user_id for e in board.entries] == ["USLOW", "UFAST"]
     everyone = leaderboards.all_time_leaderboard(session=world.session, now=now)
     assert {e.user_id for e in everyone.entries} == {"USLOW", "UFAST"}
+
+
+def test_new_verdicts_are_noticed_over_the_newest_id_window(sqlite_url):
+    from storage.models import Verdict
+
+    world = World(sqlite_url)
+    try:
+        r = world.round()
+        sub = world.submit(r, "UA")
+        other = world.submit(world.round(month=1), "UB")
+        for attempt, vid in ((1, 1500), (2, 2500)):
+            world.session.add(Verdict(submission_id=sub.id, attempt=attempt, passed=False, id=vid))
+        world.session.commit()
+        assert leaderboards.VERDICT_WINDOW == 1000
+        assert leaderboards._verdict_marks(world.session, r.id) == (1000, 2, 2)
+        # Committed late with an id below the newest: still counted, so caches notice it.
+        world.session.add(Verdict(submission_id=other.id, attempt=1, passed=True, id=1200))
+        world.session.commit()
+        assert leaderboards._verdict_marks(world.session, r.id) == (1000, 3, 2)
+        # The window moves on: the start itself changes, so every cached board is recomputed.
+        world.session.add(Verdict(submission_id=sub.id, attempt=3, passed=True, id=3001))
+        world.session.commit()
+        assert leaderboards._verdict_marks(world.session, r.id)[0] == 2000
+    finally:
+        world.close()
