@@ -227,8 +227,17 @@ class _RoundBody:
     pending_users: tuple[str, ...]
 
 
+def _by_user(session: Session) -> Any:
+    """``submissions.user_id`` to group by: byte order on PostgreSQL, whose locale collation
+    (the database default) sorts several times slower and is not needed to group."""
+    if session.get_bind().dialect.name == "postgresql":
+        return Submission.user_id.collate("C")
+    return Submission.user_id
+
+
 def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: bool) -> _RoundBody:
     round_id = round_.id
+    by_user = _by_user(session)
     score = (
         func.coalesce(Verdict.private_score, Verdict.public_score)
         if revealed
@@ -252,7 +261,7 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
             Verdict.public_score,
             Verdict.private_score,
             score.label("score"),
-            func.row_number().over(partition_by=Submission.user_id, order_by=best_first).label("n"),
+            func.row_number().over(partition_by=by_user, order_by=best_first).label("n"),
         )
         .join(Verdict, Verdict.submission_id == Submission.id)
         .where(
@@ -284,10 +293,10 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
         select(
             Submission.user_id,
             Submission.status,
-            func.count().over(partition_by=Submission.user_id).label("attempts"),
+            func.count().over(partition_by=by_user).label("attempts"),
             func.row_number()
             .over(
-                partition_by=Submission.user_id,
+                partition_by=by_user,
                 order_by=(Submission.created_at.desc(), Submission.id.desc()),
             )
             .label("n"),
@@ -519,7 +528,7 @@ def _solvers(session: Session, rounds: list[Round]) -> dict[int, frozenset[str]]
         return {}
     newer = aliased(Verdict)
     rows = session.execute(
-        select(Submission.round_id, Submission.user_id)
+        select(Submission.round_id, _by_user(session).label("user_id"))
         .join(Verdict, Verdict.submission_id == Submission.id)
         .join(Round, Round.id == Submission.round_id)
         .where(
