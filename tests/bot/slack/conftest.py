@@ -137,6 +137,7 @@ def slack_settings(fake_slack: FakeSlack, sqlite_url: str) -> Settings:
         slack_signing_secret=SIGNING_SECRET,
         slack_api_url=fake_slack.api_url,
         admins=[ADMIN],
+        verification_seed="circuitboard-slack-tests",  # one held-out set: verdicts reproducible
     )
 
 

@@ -14,7 +14,11 @@ from storage.models import PuzzleVersion, Round, RoundStatus, utcnow
 
 def test_console_cycle_puzzle_submit_verdict(sqlite_url, tmp_path):
     upgrade_database(sqlite_url)
-    settings = Settings(database_url=sqlite_url, data_dir=tmp_path / "data")
+    settings = Settings(
+        database_url=sqlite_url,
+        data_dir=tmp_path / "data",
+        verification_seed="circuitboard-slack-tests",  # one held-out set: verdicts reproducible
+    )
     factory = session_factory(sqlite_url)
     now = utcnow()
     with session_scope(factory) as session:
