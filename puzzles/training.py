@@ -64,6 +64,7 @@ class TrainResult:
     seed: int
     steps_run: int
     train_seconds: float
+    train_cpu_seconds: float
     final_loss: float
     heldout_accuracy: float
     heldout_size: int
@@ -180,6 +181,7 @@ def train(
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
         started = time.monotonic()
+        cpu_started = time.process_time()
         loss_value = float("nan")
         steps_run = 0
         with _progress_bar(progress, puzzle.slug, cfg.steps) as advance:
@@ -203,6 +205,7 @@ def train(
                 if acc is not None and acc >= cfg.target_accuracy:
                     break
         train_seconds = time.monotonic() - started
+        train_cpu_seconds = time.process_time() - cpu_started
         model.eval()
 
     acc, seq_acc, per_pos = accuracy(model, task, heldout)
@@ -215,6 +218,7 @@ def train(
         seed=cfg.seed,
         steps_run=steps_run,
         train_seconds=round(train_seconds, 1),
+        train_cpu_seconds=round(train_cpu_seconds, 1),
         final_loss=round(loss_value, 5),
         heldout_accuracy=round(acc, 5),
         heldout_size=cfg.heldout_size,
@@ -243,6 +247,7 @@ def train(
                 "heldout_size": result.heldout_size,
                 "heldout_seed": result.heldout_seed,
                 "train_seconds": result.train_seconds,
+                "train_cpu_seconds": result.train_cpu_seconds,
                 "steps_run": result.steps_run,
                 "seed": result.seed,
             },

@@ -26,10 +26,7 @@ def test_at_least_six_puzzles_with_recorded_accuracy() -> None:
     puzzles = list_puzzles()
     assert len(puzzles) >= 6, [p.slug for p in puzzles]
     for p in puzzles:
-        assert 0.95 <= p.heldout_accuracy < 1.0 or p.heldout_accuracy == 1.0, (
-            p.slug,
-            p.heldout_accuracy,
-        )
+        assert 0.95 <= p.heldout_accuracy <= 1.0, (p.slug, p.heldout_accuracy)
         assert p.title and p.summary and p.description_md
         assert len(p.hints) >= 3, p.slug
         assert p.writeup_md.strip()
