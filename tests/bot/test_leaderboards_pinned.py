@@ -135,3 +135,28 @@ def test_nothing_is_queued_for_a_pinned_post_that_failed(world, fake_slack):
         is None
     )
     assert world.session.scalars(select(OutboxMessage.status)).all() == [OutboxStatus.FAILED]
+
+
+def test_edits_queued_before_the_dispatcher_runs_are_coalesced(world, fake_slack):
+    r = world.round(channel="CPUZZLE")
+    now = r.opens_at + timedelta(days=1)
+    world.submit(r, "UALICE", verdicts=[(2, True, 0.9, 0.9)])
+    world.session.commit()
+    leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
+    world.session.commit()
+    _drain(world, fake_slack)
+
+    world.submit(r, "UBOB", verdicts=[(1, False, 0.5, 0.5)])
+    world.session.commit()
+    first = leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
+    world.session.commit()
+    world.submit(r, "UCAROL", verdicts=[(2, True, 0.95, 0.95)])
+    world.session.commit()
+    second = leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
+    world.session.commit()
+    assert second.id == first.id  # the pending edit now carries the newer standings
+    _drain(world, fake_slack)
+    updates = fake_slack.calls_to("chat.update")
+    assert len(updates) == 1
+    shown = _shown(updates[0])
+    assert shown.index("UCAROL") < shown.index("UALICE") < shown.index("UBOB")
