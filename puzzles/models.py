@@ -107,7 +107,9 @@ def save_weights(model: TransformerBridge, path: Path) -> str:
     """Write the model's state dict as safetensors; returns the file's sha256."""
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata={"format": "pt", "producer": "circuitboard"})
+    # One metadata key only: safetensors writes the metadata map in hash order, so several keys
+    # would make the bytes (and the recorded sha256) differ between identical trainings.
+    save_file(state, str(path), metadata={"format": "pt"})
     return sha256_file(path)
 
 

@@ -37,3 +37,13 @@ def test_kit_command_writes_files(tmp_path) -> None:
     result = runner.invoke(app, ["puzzles", "kit", "palindromes", "--out", str(tmp_path / "k")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "k" / "palindromes_starter.ipynb").is_file()
+
+
+def test_train_command_with_progress_bar_writes_to_out(tmp_path) -> None:
+    out = tmp_path / "trained"
+    result = runner.invoke(
+        app, ["puzzles", "train", "cumsum_sign", "--steps", "20", "--seed", "3", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out accuracy" in result.output and "puzzle.toml updated" not in result.output
+    assert (out / "weights.safetensors").is_file() and (out / "metrics.json").is_file()

@@ -30,6 +30,15 @@ def test_retrain_from_scratch_reaches_recorded_accuracy(tmp_path) -> None:
     assert puzzle.weights_path.read_bytes() == weights_before
 
 
+def test_same_seed_gives_byte_identical_weights(tmp_path) -> None:
+    puzzle = get_puzzle(RETRAIN_SLUG)
+    first = train(puzzle, out_dir=tmp_path / "a", progress=False, steps=30)
+    second = train(puzzle, out_dir=tmp_path / "b", progress=False, steps=30)
+    other_seed = train(puzzle, out_dir=tmp_path / "c", progress=False, steps=30, seed=1)
+    assert first.weights_sha256 == second.weights_sha256
+    assert other_seed.weights_sha256 != first.weights_sha256
+
+
 def test_set_toml_values_keeps_the_rest() -> None:
     text = '# c\nslug = "x"\n\n[weights]\nfile = "w"\nsha256 = "old"\n\n[metrics]\nheldout_accuracy = 0.5\n'
     out = set_toml_values(text, "weights", {"sha256": "new"})
