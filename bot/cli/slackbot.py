@@ -21,6 +21,7 @@ def bot(
 ) -> None:
     """Run the Slack app (Socket Mode with CIRCUITBOARD_SLACK_APP_TOKEN, or --http)."""
     from bot.app import run_http, run_socket_mode
+    from bot.schedule import start_scheduler
     from bot.settings import get_settings
     from storage.db import upgrade_database
 
@@ -37,6 +38,17 @@ def bot(
         raise typer.Exit(2)
     settings.ensure_data_dir()
     upgrade_database(settings.db_url)
+    if http and settings.slack_signing_secret is None:
+        typer.echo("HTTP mode needs CIRCUITBOARD_SLACK_SIGNING_SECRET", err=True)
+        raise typer.Exit(2)
+    if not http and settings.slack_app_token is None:
+        typer.echo(
+            "Socket Mode needs CIRCUITBOARD_SLACK_APP_TOKEN (xapp-...), or use --http", err=True
+        )
+        raise typer.Exit(2)
+    # The bot process runs the monthly cycle and the lease sweeper too (one scheduler per
+    # database: a second bot stands by); the app's outbox dispatcher sends what it queues.
+    scheduler = start_scheduler(settings=settings)
     try:
         if http:
             run_http(settings, host=host, port=port)
@@ -45,6 +57,8 @@ def bot(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    finally:
+        scheduler.stop()
 
 
 def console(
