@@ -87,7 +87,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: robust on a busy box)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     puzzle = get_puzzle(args.puzzle)
@@ -107,10 +111,13 @@ def main() -> None:
     )
 
     with torch.no_grad():
-        plain, _ = _median_time(lambda: model.original_model(tokens), args.repeat)
+        raw = AblationEngine(model, tokens, answer_positions=task.ANSWER_POSITIONS)
+        # one forward in plain torch: the same weights without the bridge's hook wrappers
+        plain, _ = _median_time(raw._clean_run, args.repeat)
         bridge, _ = _median_time(lambda: model(tokens), args.repeat)
     print(
-        f"one plain forward {plain * 1e3:.1f} ms; one TransformerBridge forward {bridge * 1e3:.1f} ms"
+        f"one plain torch forward {plain * 1e3:.1f} ms; "
+        f"one TransformerBridge forward {bridge * 1e3:.1f} ms"
     )
 
     for label, circuit in circuits.items():
@@ -124,8 +131,17 @@ def main() -> None:
             engine = NaiveEngine(model, tokens, answer_positions=positions)
             return circuit_check(engine, circuit, config=config)
 
-        t_engine, fast = _median_time(engine_run, args.repeat)
-        t_naive, slow = _median_time(naive_run, args.repeat)
+        # interleaved, so both see the same machine load
+        engine_run(), naive_run()
+        engine_times, naive_times = [], []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            fast = engine_run()
+            engine_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            slow = naive_run()
+            naive_times.append(time.perf_counter() - started)
+        t_engine, t_naive = statistics.median(engine_times), statistics.median(naive_times)
         for key in ("faithfulness", "minimality", "metric_circuit", "metric_empty"):
             a, b = fast.details[key], slow.details[key]
             assert abs(a - b) < 1e-6, (key, a, b)

@@ -11,6 +11,7 @@ loaded once per process, as in the worker. Prints p50/p90 per puzzle and the col
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -46,7 +47,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--pool-size", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: robust on a busy box)"
+    )
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     puzzles = [
         p
@@ -55,11 +62,18 @@ def main() -> None:
         and p.weights_path.is_file()
         and (not args.puzzle or p.slug in args.puzzle)
     ]
-    print(f"end-to-end verify of each reference solution, {args.runs} runs, device {args.device}")
+    print(
+        f"end-to-end verify of each reference solution, {args.runs} runs, device {args.device}, "
+        f"torch threads {args.threads}, load average {os.getloadavg()[0]:.1f}"
+    )
     all_pool = []
     for puzzle in puzzles:
         source = puzzle.solution_path.read_bytes()
-        verify_submission(source, "solution.py", puzzle, device=args.device)  # load model, warm up
+        try:  # load the model, warm up
+            verify_submission(source, "solution.py", puzzle, device=args.device)
+        except Exception as exc:  # a catalog entry being rebuilt right now
+            print(f"{puzzle.slug:16s} skipped: {type(exc).__name__}: {str(exc)[:80]}")
+            continue
         cold = _run(puzzle, source, args.runs, args.device, None)
         with SandboxPool(size=args.pool_size) as pool:
             pool.acquire().close()  # let the first pre-started sandboxes come up

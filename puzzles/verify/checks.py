@@ -136,7 +136,7 @@ def circuit_check(
     per_example[usable] = (m_circuit - m_empty)[usable] / denominator[usable]
     valid = per_example[usable]
     if valid.numel():
-        quantiles = torch.quantile(valid.float(), torch.tensor([0.1, 0.5, 0.9])).tolist()
+        quantiles = torch.quantile(valid.float().cpu(), torch.tensor([0.1, 0.5, 0.9])).tolist()
         share_ok = (valid >= f_threshold).float().mean().item()
     else:
         quantiles, share_ok = [None, None, None], None

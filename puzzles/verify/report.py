@@ -86,6 +86,8 @@ def render_plot(verdict: Verdict) -> bytes | None:
     replication = verdict.checks.get("replication")
     circuit = verdict.checks.get("circuit")
     per_pos = (replication.details.get("per_position") if replication else None) or {}
+    if len(per_pos) < 2:
+        per_pos = {}  # one answer position: the overall agreement in the report says it all
     necessity = (circuit.details.get("necessity") if circuit else None) or {}
     if not per_pos and not necessity:
         return None
@@ -103,7 +105,9 @@ def render_plot(verdict: Verdict) -> bytes | None:
         names = list(per_pos)
         values = [0.0 if v is None else float(v) for v in per_pos.values()]
         ax.bar(range(len(names)), values, color="#4c72b0")
-        ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 8 else 0, fontsize=7)
+        step = max(1, len(names) // 10)  # few tick labels: text layout is most of a plot's cost
+        ticks = list(range(0, len(names), step))
+        ax.set_xticks(ticks, [names[i].removeprefix("pos ") for i in ticks], fontsize=7)
         ax.set_ylim(0, 1.02)
         threshold = replication.threshold if replication else None
         if threshold is not None:
@@ -127,7 +131,7 @@ def render_plot(verdict: Verdict) -> bytes | None:
             title += f" (faithfulness {f:.2f})"
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("faithfulness lost", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.88, wspace=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()

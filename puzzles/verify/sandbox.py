@@ -15,6 +15,7 @@ submission does not wait for interpreter start-up; each one still serves exactly
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -90,6 +91,16 @@ class SandboxOutcome:
 
 def bwrap_path() -> str | None:
     return shutil.which("bwrap")
+
+
+def _count_processes(uid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+    return count
 
 
 def _next_uid() -> int:
@@ -232,6 +243,12 @@ class Sandbox:
             argv = [python, "-I", "-B", str(RUNNER)]
             cwd = str(self.workdir)
         limits_ = self.limits
+        if self.uid is None:
+            # Not root: RLIMIT_NPROC counts every process of the caller's uid, so the budget
+            # is on top of what the user already runs.
+            limits_ = dataclasses.replace(
+                limits_, nproc=limits_.nproc + _count_processes(os.getuid())
+            )
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
