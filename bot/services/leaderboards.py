@@ -7,6 +7,7 @@ ranks by, once the round is closed, so nobody can tune a solution to the numbers
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -420,10 +421,11 @@ def all_time_leaderboard(
             recent - recent_open,
             excluded_total - excluded_open,
         )
-        solvers = _cache_get(closed_key)
-        if solvers is None:
-            solvers = _solvers(session, closed_rounds)
-            _cache_put(closed_key, solvers)
+        closed = _cache_get(closed_key)
+        if closed is None:
+            closed = _closed_streaks(closed_rounds, _solvers(session, closed_rounds))
+            _cache_put(closed_key, closed)
+        open_solvers: frozenset[str] | None = None
         if open_round is not None:
             open_key = (
                 "solved-open",
@@ -436,10 +438,9 @@ def all_time_leaderboard(
             )
             open_solvers = _cache_get(open_key)
             if open_solvers is None:
-                open_solvers = _solvers(session, [open_round])
+                open_solvers = _solvers(session, [open_round])[open_round.id]
                 _cache_put(open_key, open_solvers)
-            solvers = {**solvers, **open_solvers}
-        shown = _rank_all_time(session, rounds, solvers, latest_open, limit)
+        shown = _rank_all_time(session, closed, open_solvers, limit)
         _cache_put(key, shown)
 
     names: dict[str, str | None] = {}
@@ -555,21 +556,17 @@ def _solvers(session: Session, rounds: list[Round]) -> dict[int, frozenset[str]]
     return {round_id: frozenset(users) for round_id, users in found.items()}
 
 
-def _rank_all_time(
-    session: Session,
-    rounds: list[Round],
-    solvers: dict[int, frozenset[str]],
-    latest_open: bool,
-    limit: int | None,
-) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order."""
+def _closed_streaks(
+    rounds: list[Round], solvers: dict[int, frozenset[str]]
+) -> dict[str, tuple[int, int, int]]:
+    """Per user over ``rounds`` (in order): (rounds solved, longest streak, streak that reaches
+    the last of them)."""
     solved: dict[str, list[int]] = {}
     for index, round_ in enumerate(rounds, start=1):
         for user_id in solvers.get(round_.id, ()):
             solved.setdefault(user_id, []).append(index)  # ascending: rounds are in order
-    current_from = len(rounds) - 1 if latest_open else len(rounds)  # the open round may be solved
-
-    totals: dict[str, list[int]] = {}
+    last = len(rounds)
+    streaks: dict[str, tuple[int, int, int]] = {}
     for user_id, indices in solved.items():
         longest = run = 0
         previous = -1
@@ -577,7 +574,34 @@ def _rank_all_time(
             run = run + 1 if index == previous + 1 else 1
             longest = max(longest, run)
             previous = index
-        totals[user_id] = [0, 0, len(indices), run if previous >= current_from else 0, longest]
+        streaks[user_id] = (len(indices), longest, run if previous == last else 0)
+    return streaks
+
+
+def _rank_all_time(
+    session: Session,
+    closed: dict[str, tuple[int, int, int]],
+    open_solvers: frozenset[str] | None,
+    limit: int | None,
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(user, (best, mentions, solved, current streak, longest streak)) in leaderboard order.
+
+    ``closed``: ``_closed_streaks`` of the closed rounds; ``open_solvers``: who has solved the
+    open round (None when no round is open). Solving the open round extends the streak that
+    reached the last closed round; not having solved it yet does not break it.
+    """
+    totals: dict[str, list[int]] = {
+        user_id: [0, 0, solved, trail, longest]
+        for user_id, (solved, longest, trail) in closed.items()
+    }
+    for user_id in open_solvers or ():
+        stats = totals.get(user_id)
+        if stats is None:
+            totals[user_id] = [0, 0, 1, 1, 1]
+            continue
+        stats[2] += 1
+        stats[3] += 1
+        stats[4] = max(stats[4], stats[3])
 
     credit_rows = session.execute(
         select(
@@ -592,12 +616,14 @@ def _rank_all_time(
         stats = totals.setdefault(user_id, [0, 0, 0, 0, 0])
         stats[0], stats[1] = int(best or 0), int(mentions or 0)
 
-    ordered = sorted(
-        totals.items(),
-        key=lambda item: (-item[1][0], -item[1][1], -item[1][2], -item[1][4], -item[1][3], item[0]),
+    def order(item: tuple[str, list[int]]) -> tuple[Any, ...]:
+        best, mentions, solved, current, longest = item[1]
+        return (-best, -mentions, -solved, -longest, -current, item[0])
+
+    items = totals.items()
+    ordered = (
+        sorted(items, key=order) if limit is None else heapq.nsmallest(limit, items, key=order)
     )
-    if limit is not None:
-        ordered = ordered[:limit]
     return tuple((user_id, tuple(stats)) for user_id, stats in ordered)
 
 
