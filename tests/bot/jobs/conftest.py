@@ -29,6 +29,8 @@ def _configure(monkeypatch, *, database_url: str, broker_url: str, **extra: str)
         "CIRCUITBOARD_TASK_TIME_LIMIT": "60",
         "CIRCUITBOARD_VERIFY_OVERRIDES": SMALL_VERIFY,
         "CIRCUITBOARD_DAILY_SUBMISSION_LIMIT": "1000",
+        # re-send a queued job whose message vanished (e.g. another test FLUSHDBs the shared Redis)
+        "CIRCUITBOARD_REQUEUE_AFTER": "30",
         # one torch thread per worker process: two workers share the two cores fairly
         "OMP_NUM_THREADS": "1",
         **extra,
