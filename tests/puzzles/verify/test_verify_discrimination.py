@@ -98,9 +98,14 @@ def test_circuit_of_everything_is_faithful_but_not_minimal(reference) -> None:
             f"{puzzle.slug}: the reference circuit is the whole model and every position is an "
             "answer, so every component at every position is needed (everything IS minimal)"
         )
-    engine = AblationEngine(model, task.generate(100, 7), answer_positions=task.ANSWER_POSITIONS)
+    engine = AblationEngine(model, task.generate(48, 7), answer_positions=task.ANSWER_POSITIONS)
     result = circuit_check(engine, everything, config=puzzle.verify)
     assert result.details["faithfulness"] == pytest.approx(1.0)
     assert result.details["faithfulness_passed"]
-    assert result.details["minimality"] < puzzle.verify["minimality_threshold"]
-    assert not result.passed
+    if reference_is_whole_model:
+        # the reference claims every component too; only the positions no answer reads from
+        # are superfluous, so "everything" is merely less than fully minimal
+        assert result.details["minimality"] < 1.0
+    else:
+        assert result.details["minimality"] < puzzle.verify["minimality_threshold"]
+        assert not result.passed
