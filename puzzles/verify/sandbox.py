@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import os
 import resource
@@ -39,7 +38,6 @@ RUNNER = Path(__file__).with_name("_runner.py")
 SANDBOX_HOME = "/sandbox"
 MAX_RESULT_JSON_BYTES = 1 << 20
 _UID_BASE = 200_000
-_uid_counter = itertools.count()
 
 
 class SandboxUnavailable(RuntimeError):
@@ -103,10 +101,27 @@ def _count_processes(uid: int) -> int:
     return count
 
 
+_uid_lock = threading.Lock()
+_uids_issued = 0
+
+
 def _next_uid() -> int:
     # A uid of its own per sandbox: RLIMIT_NPROC counts per uid, so concurrent sandboxes
     # (and a fork bomb in one of them) cannot starve each other.
-    return _UID_BASE + (os.getpid() % 1000) * 1000 + next(_uid_counter) % 1000
+    global _uids_issued
+    with _uid_lock:
+        n = _uids_issued
+        _uids_issued += 1
+    return sandbox_uid(n)
+
+
+def sandbox_uid(n: int) -> int:
+    """The uid of this process's n-th sandbox (tests look for processes left running as it)."""
+    return _UID_BASE + (os.getpid() % 1000) * 1000 + n % 1000
+
+
+def uids_issued() -> int:
+    return _uids_issued
 
 
 def _set_limits(limits: SandboxLimits, nice: int = 0) -> None:

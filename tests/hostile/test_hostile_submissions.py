@@ -210,9 +210,8 @@ def predict(tokens):
     }
 
 
-def _my_sandbox_processes() -> list[str]:
-    """Processes running as one of this test process's sandbox uids (zombies included)."""
-    low = sandbox_mod._UID_BASE + (os.getpid() % 1000) * 1000
+def _processes_running_as(uids: set[int]) -> list[str]:
+    """Processes (zombies included) whose uid is one of the given sandbox uids."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -222,8 +221,7 @@ def _my_sandbox_processes() -> list[str]:
         except OSError:
             continue
         uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
-        uids = [int(u) for u in uid_line.split()[1:]]
-        if any(low <= u < low + 1000 for u in uids):
+        if uids & {int(u) for u in uid_line.split()[1:]}:
             found.append(f"{pid}: {status.splitlines()[0]}")
     return found
 
@@ -238,6 +236,7 @@ def outcome(tmp_path_factory):
     listener.setblocking(False)
     cases = _cases(tmp, listener.getsockname()[1])
     puzzle = get_puzzle("palindromes")
+    first_uid = sandbox_mod.uids_issued()
     old = os.environ.get("CIRCUITBOARD_SLACK_BOT_TOKEN")
     os.environ["CIRCUITBOARD_SLACK_BOT_TOKEN"] = SECRET
     os.environ["DATABASE_URL"] = f"postgresql://u:{SECRET}@db/x"
@@ -268,7 +267,10 @@ def outcome(tmp_path_factory):
         "verdicts": verdicts,
         "tmp": tmp,
         "accepted": accepted,
-        "leftover": _my_sandbox_processes(),
+        "leftover": _processes_running_as(
+            {sandbox_mod.sandbox_uid(n) for n in range(first_uid, sandbox_mod.uids_issued())}
+        ),
+        "n_sandboxes": sandbox_mod.uids_issued() - first_uid,
     }
 
 
@@ -328,6 +330,7 @@ def test_every_case_is_covered(outcome) -> None:
 
 
 def test_no_process_left_behind(outcome) -> None:
+    assert outcome["n_sandboxes"] >= 20
     assert outcome["leftover"] == []
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 4242.5" not in out
