@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from storage.models import (
@@ -237,21 +237,29 @@ def _by_user(session: Session) -> Any:
 
 
 def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: bool) -> _RoundBody:
-    round_id = round_.id
+    """One pass over the round's submissions: each user's best ranking submission (if any),
+    their number of submissions and the status of their latest one."""
     by_user = _by_user(session)
+    newer = aliased(Verdict)
     score = (
         func.coalesce(Verdict.private_score, Verdict.public_score)
         if revealed
         else Verdict.public_score
     )
-    score_order = score.desc().nulls_last() if rule.higher_is_better else score.asc().nulls_last()
-    best_first = (
-        Verdict.checks_passed.desc(),
-        score_order,
-        Submission.created_at.asc(),
-        Submission.id.asc(),
+    ranks = case(
+        (
+            and_(
+                Verdict.id.is_not(None),
+                Submission.status.not_in(EXCLUDED_STATUSES),
+                Submission.created_at < round_.closes_at,
+            ),
+            1,
+        ),
+        else_=0,
     )
-    candidates = (
+    score_order = score.desc().nulls_last() if rule.higher_is_better else score.asc().nulls_last()
+    newest_first = (Submission.created_at.desc(), Submission.id.desc())
+    per_user = (
         select(
             Submission.user_id,
             Submission.id.label("submission_id"),
@@ -262,78 +270,71 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
             Verdict.public_score,
             Verdict.private_score,
             score.label("score"),
-            func.row_number().over(partition_by=by_user, order_by=best_first).label("n"),
-        )
-        .join(Verdict, Verdict.submission_id == Submission.id)
-        .where(
-            Submission.round_id == round_id,
-            Submission.status.not_in(EXCLUDED_STATUSES),
-            Submission.created_at < round_.closes_at,
-            _newest_verdict_condition(),
-        )
-        .subquery()
-    )
-    key_score = (
-        candidates.c.score.desc().nulls_last()
-        if rule.higher_is_better
-        else candidates.c.score.asc().nulls_last()
-    )
-    best_rows = session.execute(
-        select(candidates)
-        .where(candidates.c.n == 1)
-        .order_by(
-            candidates.c.checks_passed.desc(),
-            key_score,
-            candidates.c.created_at.asc(),
-            candidates.c.submission_id.asc(),
-        )
-    ).all()
-
-    # Every user's submission count and latest status (including those still waiting for a verdict).
-    per_user = (
-        select(
-            Submission.user_id,
-            Submission.status,
+            ranks.label("ranks"),
             func.count().over(partition_by=by_user).label("attempts"),
+            func.first_value(Submission.status)
+            .over(partition_by=by_user, order_by=newest_first)
+            .label("latest"),
             func.row_number()
             .over(
                 partition_by=by_user,
-                order_by=(Submission.created_at.desc(), Submission.id.desc()),
+                order_by=(
+                    ranks.desc(),
+                    Verdict.checks_passed.desc(),
+                    score_order,
+                    Submission.created_at.asc(),
+                    Submission.id.asc(),
+                ),
             )
             .label("n"),
         )
-        .where(Submission.round_id == round_id)
+        .outerjoin(
+            Verdict,
+            and_(
+                Verdict.submission_id == Submission.id,
+                ~select(newer.id)
+                .where(
+                    newer.submission_id == Verdict.submission_id, newer.attempt > Verdict.attempt
+                )
+                .exists(),
+            ),
+        )
+        .where(Submission.round_id == round_.id)
         .subquery()
     )
-    stats = {
-        user_id: (attempts, status)
-        for user_id, status, attempts in session.execute(
-            select(per_user.c.user_id, per_user.c.status, per_user.c.attempts).where(
-                per_user.c.n == 1
-            )
-        )
-    }
+    c = per_user.c
+    rows = session.execute(
+        select(
+            c.user_id,
+            c.submission_id,
+            c.created_at,
+            c.writeup_url,
+            c.passed,
+            c.checks_passed,
+            c.public_score,
+            c.private_score,
+            c.score,
+            c.ranks,
+            c.attempts,
+            c.latest,
+        ).where(c.n == 1)
+    ).all()
 
+    sign = -1 if rule.higher_is_better else 1
+    ranked = sorted(
+        (row for row in rows if row[9]),
+        key=lambda row: (-row[5], row[8] is None, sign * (row[8] or 0.0), row[2], row[1]),
+    )
     entries: list[RoundEntry] = []
     previous_key: tuple[Any, ...] | None = None
     rank = 0
-    for position, (
-        user_id,
-        submission_id,
-        created_at,
-        writeup_url,
-        passed,
-        checks_passed,
-        public_score,
-        private_score,
-        score,
-        _n,
-    ) in enumerate(best_rows, start=1):
-        key = (checks_passed, score, created_at)
+    for position, row in enumerate(ranked, start=1):
+        (user_id, submission_id, created_at, writeup_url, passed, checks_passed) = row[:6]
+        public_score, private_score, score_value, _, attempts, latest = row[6:]
+        key = (checks_passed, score_value, created_at)
         if key != previous_key:
             rank = position
         previous_key = key
-        attempts, latest = stats.get(user_id, (1, SubmissionStatus.VERIFIED))
         entries.append(
             RoundEntry(
                 rank,
@@ -346,26 +347,21 @@ def _compute_round(session: Session, round_: Round, rule: ScoreRule, revealed: b
                 public_score,
                 private_score if revealed else None,
                 attempts,
-                latest,
+                SubmissionStatus(latest),
                 writeup_url,
             )
         )
-    ranked = {e.user_id for e in entries}
     return _RoundBody(
         entries=tuple(entries),
-        participants=len(stats),
-        submissions=sum(a for a, _ in stats.values()),
+        participants=len(rows),
+        submissions=sum(row[10] for row in rows),
         solvers=sum(
             1
             for e in entries
             if e.passed and (rule.checks_total is None or e.checks_passed >= rule.checks_total)
         ),
         pending_users=tuple(
-            sorted(
-                u
-                for u, (_, status) in stats.items()
-                if u not in ranked and status in WAITING_STATUSES
-            )
+            sorted(row[0] for row in rows if not row[9] and row[11] in WAITING_STATUSES)
         ),
     )
 
