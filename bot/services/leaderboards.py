@@ -152,16 +152,6 @@ def is_revealed(round_: Round, *, now: datetime) -> bool:
     return round_.status in CLOSED_STATUSES or now >= round_.closes_at
 
 
-def _newest_verdict_condition() -> Any:
-    """``Verdict`` is the newest attempt of its submission (uses the (submission_id, attempt) key)."""
-    newer = aliased(Verdict)
-    return Verdict.attempt == (
-        select(func.max(newer.attempt))
-        .where(newer.submission_id == Verdict.submission_id)
-        .scalar_subquery()
-    )
-
-
 def round_leaderboard(
     *,
     session: Session,
