@@ -285,6 +285,9 @@ class Sandbox:
         if self.uid is None:
             # Unprivileged caller: a user namespace maps it to nobody inside.
             args += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
+        # The private /tmp first: binds below may live under /tmp (a checkout or venv there) and a
+        # tmpfs mounted after them would hide the interpreter.
+        args += ["--perms", "1777", "--size", str(self.limits.tmpfs_mb << 20), "--tmpfs", "/tmp"]
         args += ["--ro-bind", "/usr", "/usr"]
         for top in ("/bin", "/sbin", "/lib", "/lib64", "/lib32"):
             if os.path.islink(top):
@@ -308,7 +311,6 @@ class Sandbox:
         for src, dest in binds:
             args += ["--ro-bind", src, dest]
         args += ["--bind", str(self.workdir), SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev"]
-        args += ["--perms", "1777", "--size", str(self.limits.tmpfs_mb << 20), "--tmpfs", "/tmp"]
         args += ["--chdir", SANDBOX_HOME, "--clearenv"]
         for key, value in _env().items():
             args += ["--setenv", key, value]
