@@ -245,6 +245,10 @@ def _outcome(verdict: Any) -> submissions.Outcome:
     data.pop("plot_png", None)
     scores = verdict.scores or {}
     primary = scores.get("replication", scores.get("circuit"))
+    replication = verdict.checks.get("replication")
+    details = replication.details if replication is not None else {}
+    public = details.get("agreement_public", primary)
+    private = details.get("agreement_private", primary)
     return submissions.Outcome(
         passed=bool(verdict.passed),
         checks_passed=sum(1 for check in verdict.checks.values() if check.passed),
@@ -254,10 +258,10 @@ def _outcome(verdict: Any) -> submissions.Outcome:
         runtime_s=verdict.runtime_s,
         device=verdict.device,
         engine_version=verdict.engine_version,
-        # One held-out set (the secret seed) scores both until the engine reports a separate public
-        # set; the leaderboard hides the private column while the round is open.
-        public_score=float(primary) if primary is not None else None,
-        private_score=float(primary) if primary is not None else None,
+        # The engine splits the secret held-out set into a public and a private half; the
+        # leaderboard hides the private column while the round is open.
+        public_score=float(public) if public is not None else None,
+        private_score=float(private) if private is not None else None,
         error=verdict.error,
     )
 
@@ -344,6 +348,10 @@ def run_verification(
         keeper.stop()  # recording needs the lease held, not unexpired
         if keeper.timed_out.is_set() or keeper.lost.is_set():
             return "abandoned"
+        if verdict.error_kind == "infrastructure":
+            # Our fault, not the code's: a system failure (not counted against the daily limit),
+            # never a "rejected" verdict on the user's file.
+            return fail(verdict.error or INTERNAL_ERROR)
         outcome = _outcome(verdict)
         with session_scope(factory) as session:
             recorded = submissions.record_verdict(

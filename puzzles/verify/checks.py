@@ -40,6 +40,13 @@ def replication_check(
     overall = agree.float().mean().item()
     heldout = agree[:n_heldout].float().mean().item() if n_heldout else None
     edge = agree[n_heldout:].float().mean().item() if agree.shape[0] > n_heldout else None
+    # Kaggle-style split for leaderboards: the public score (shown while a round is open) is the
+    # first half of the held-out set plus the edge cases; the private score (revealed at closing)
+    # is the second half, so tuning to the shown number does not tune to the final one.
+    n_public = n_heldout // 2
+    public_part = torch.cat([agree[:n_public], agree[n_heldout:]])
+    public = public_part.float().mean().item() if public_part.numel() else None
+    private = agree[n_public:n_heldout].float().mean().item() if n_heldout > n_public else None
     mistakes = model_answers != labels
     n_mistakes = int(mistakes.sum())
     on_mistakes = agree[mistakes].float().mean().item() if n_mistakes else None
@@ -63,6 +70,8 @@ def replication_check(
             "agreement": overall,
             "agreement_heldout": heldout,
             "agreement_edge_cases": edge,
+            "agreement_public": public,
+            "agreement_private": private,
             "agreement_on_mistakes": on_mistakes,
             "mistakes_threshold": mistakes_threshold,
             "n_model_mistakes": n_mistakes,
