@@ -8,7 +8,8 @@ answer is honoured by waiting its ``Retry-After``; posts to one channel are pace
 second, which is Slack's documented limit for ``chat.postMessage``.
 
 ``thread_key`` names another row: once that row is sent, its ``ts`` becomes this message's
-``thread_ts`` (for ``chat_update`` it is the message to edit: its ``ts`` and channel). A reply can
+``thread_ts`` (for ``chat_update`` it is the message to edit: its ``ts`` and channel; for
+``pins_add`` the message to pin: its ``timestamp`` and channel). A reply, an edit or a pin can
 therefore be queued before its parent has been posted.
 """
 
@@ -210,13 +211,17 @@ def _dispatch_one(
                 if method == "chat_update":
                     payload["ts"] = parent.slack_ts
                     payload["channel"] = parent.slack_channel or payload.get("channel")
+                elif method == "pins_add":
+                    payload["timestamp"] = parent.slack_ts
+                    payload["channel"] = parent.slack_channel or payload.get("channel")
                 else:
                     payload["thread_ts"] = parent.slack_ts
                     if parent.slack_channel and not payload.get("channel"):
                         payload["channel"] = parent.slack_channel
-            elif method == "chat_update":
+            elif method in ("chat_update", "pins_add"):
                 row.status = OutboxStatus.FAILED
-                row.last_error = f"nothing to update: {row.thread_key} was not sent"
+                what = "update" if method == "chat_update" else "pin"
+                row.last_error = f"nothing to {what}: {row.thread_key} was not sent"
                 return 0
         channel = payload.get("channel")
         pace_key = channel if method in SENDING_METHODS and channel else None

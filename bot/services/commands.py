@@ -19,13 +19,14 @@ from bot.services import admins, leaderboards, overview, users
 from bot.settings import Settings
 from bot.views import puzzle as puzzle_views
 from bot.views.submissions import build_my_submissions
-from storage.models import Submission, utcnow
+from storage.models import RoundStatus, Submission, utcnow
 
 _MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 ADMIN_USAGE = (
     "Admin: `list` · `grant @user` · `revoke @user` · `reverify <submission id>` · "
     '`hint add "<when>" <text>` (and `hint list|edit|cancel|release`) · '
-    "`round plan|list|show|reschedule|cancel ...` · `credit @user best|mention [note]`"
+    "`round plan|list|show|reschedule|cancel ...` · "
+    '`credit @user best|mention ["note"] [round=<id>]`'
 )
 
 
@@ -246,21 +247,73 @@ def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str
         words = shlex.split(rest)
     except ValueError as exc:
         raise ValueError(str(exc)) from exc
+    words, round_ref = _round_option(words)
     if len(words) < 2 or parse_user(words[0]) is None:
-        raise ValueError("`/puzzle admin credit @user best|mention [note]`")
+        raise ValueError(CREDIT_USAGE)
     target = parse_user(words[0])
     assert target is not None
-    current = overview.current(session=session, now=now)
-    if current.round is None:
-        raise ValueError("no open round to credit")
+    round_id = _credit_round(session=session, ref=round_ref, now=now)
     users.ensure(session=session, user_id=target)
     credit = credits.award(
         session=session,
         actor_id=actor_id,
-        round_id=current.round.id,
+        round_id=round_id,
         user_id=target,
         kind=words[1],
         note=" ".join(words[2:]),
         now=now,
     )
     return f"Awarded {credit.kind.value.replace('_', ' ')} to <@{target}> for round #{credit.round_id}."
+
+
+CREDIT_USAGE = (
+    '`/puzzle admin credit @user best|mention ["note"] [round=<id>]` (or `--round <id>`; '
+    "default: the open round, else the most recently closed one)"
+)
+_ROUND_OPTION = re.compile(r"^(?:--)?round=#?(\w+)$", re.IGNORECASE)
+
+
+def _round_option(words: list[str]) -> tuple[list[str], str | None]:
+    """Take ``round=12``, ``--round=12`` or ``--round 12`` (``#12`` and ``latest`` too) out of
+    ``words``; returns the other words and the round reference, if any."""
+    rest: list[str] = []
+    ref: str | None = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        match = _ROUND_OPTION.match(word)
+        if match or word.lower() == "--round":
+            if ref is not None:
+                raise ValueError("give the round once. " + CREDIT_USAGE)
+            if match:
+                ref = match.group(1)
+            elif i + 1 < len(words):
+                i += 1
+                ref = words[i].lstrip("#")
+            else:
+                raise ValueError("`--round` needs a round id. " + CREDIT_USAGE)
+        else:
+            rest.append(word)
+        i += 1
+    return rest, ref
+
+
+def _credit_round(*, session: Session, ref: str | None, now: datetime) -> int:
+    """The round a credit is for: ``ref`` (an id or ``latest``), else the open round, else the
+    most recently closed one (credits are usually awarded once a round is over)."""
+    from bot.services import export
+
+    if ref is None:
+        current = overview.current(session=session, now=now)
+        if current.round is not None:
+            return current.round.id
+        ref = "latest"
+    try:
+        round_ = export.resolve_round(session=session, ref=ref, now=now)
+    except export.ExportError as exc:
+        if ref.lower() in ("latest", "last"):
+            raise ValueError("no round to credit: none is open and none has closed yet") from exc
+        raise ValueError(f"no round #{ref} to credit (see `/puzzle admin round list`)") from exc
+    if round_.status == RoundStatus.CANCELLED:
+        raise ValueError(f"round #{round_.id} was cancelled; there is nothing to credit")
+    return round_.id

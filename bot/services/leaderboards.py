@@ -684,15 +684,27 @@ def refresh_pinned_leaderboard(
 ) -> OutboxMessage | None:
     """Queue the pinned leaderboard post, or an edit of it carrying the current standings.
 
-    The first call posts (key ``round:{id}:leaderboard``); later calls queue ``chat_update``s keyed
-    ``round:{id}:leaderboard:update:{n}`` whose ``thread_key`` is the post (the outbox fills in the
-    post's ts), and pin the post once its ts is known. Calls coalesce: a post or edit still pending
-    is rewritten in place rather than queueing another, and nothing is queued when the standings
-    have not changed. Returns the row that will carry the fresh content, or None if none needed.
+    The first call posts (key ``round:{id}:leaderboard``) and queues its pin with it (key
+    ``round:{id}:leaderboard:pin``, ``pins_add`` threaded on the post: the outbox fills in the
+    post's ts once it is sent); later calls queue ``chat_update``s keyed
+    ``round:{id}:leaderboard:update:{n}`` whose ``thread_key`` is the post. Calls coalesce: a post
+    or edit still pending is rewritten in place rather than queueing another, and nothing is queued
+    when the standings have not changed. Returns the row that will carry the fresh content, or
+    None if none needed.
+
+    The round's row is locked first (``FOR UPDATE``; a no-op on SQLite, whose writers are
+    serialised anyway), so two workers recording verdicts at once refresh one after the other and
+    the second one's board includes the first one's verdict.
     """
     from bot import outbox
     from bot.views.leaderboard import build_pinned_leaderboard_message
 
+    session.scalars(  # populate_existing: what we waited for may have changed the round
+        select(Round)
+        .where(Round.id == round_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
     board = round_leaderboard(session=session, round_id=round_id, now=now)
     content = build_pinned_leaderboard_message(board)
     key = pinned_key(round_id)
@@ -703,21 +715,19 @@ def refresh_pinned_leaderboard(
         .execution_options(populate_existing=True)
     ).first()
     if post is None:
-        return outbox.enqueue(
+        post = outbox.enqueue(
             session=session,
             key=key,
             method="chat_postMessage",
             payload={"channel": board.channel_id, **content},
         )
+        _queue_pin(session, key, board.channel_id)
+        return post
     if post.status == OutboxStatus.FAILED:
         return None  # the post never made it (e.g. the bot is not in the channel): nothing to edit
-    if post.status == OutboxStatus.SENT and post.slack_ts:
-        outbox.enqueue(
-            session=session,
-            key=f"{key}:pin",
-            method="pins_add",
-            payload={"channel": post.slack_channel or board.channel_id, "timestamp": post.slack_ts},
-        )
+    _queue_pin(
+        session, key, board.channel_id
+    )  # no-op once queued (a row from before pins rode along)
     updates = list(
         session.scalars(
             select(OutboxMessage)
@@ -736,6 +746,19 @@ def refresh_pinned_leaderboard(
         key=f"{key}:update:{len(updates) + 1}",
         method="chat_update",
         payload={"channel": board.channel_id, **content},
+        thread_key=key,
+    )
+
+
+def _queue_pin(session: Session, key: str, channel_id: str) -> None:
+    """Pin the post once the outbox has sent it (its ts becomes the pin's ``timestamp``)."""
+    from bot import outbox
+
+    outbox.enqueue(
+        session=session,
+        key=f"{key}:pin",
+        method="pins_add",
+        payload={"channel": channel_id},
         thread_key=key,
     )
 

@@ -11,13 +11,20 @@ Where things go:
 - the verdict (report + plot) in that thread, once per attempt, for the submitter only.
 - the round channel: a one-line "@user verified a solution" in the round announcement's thread
   (outbox key ``round:{id}:announce``), once per user and round, only while the round is open.
+- the round channel's pinned leaderboard (``leaderboards.refresh_pinned_leaderboard``): refreshed
+  when a verdict is recorded (or a submission is rejected or cancelled) while the round is open,
+  and after its solutions were posted (a late verdict or a re-verification edits the final
+  standings). Between the closing time and the solutions post the close does it instead, so the
+  final standings never appear before the solutions post.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
@@ -28,6 +35,8 @@ from bot.views.submissions import (
     build_verdict_message,
 )
 from storage.models import Round, RoundStatus, Submission, SubmissionStatus, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def status_key(submission_id: int) -> str:
@@ -97,6 +106,37 @@ def submission_updated(
             payload={"channel": channel, **build_failure_message(submission), **thread["payload"]},
             thread_key=thread["thread_key"],
         )
+    if status == SubmissionStatus.VERIFIED and submission.verdicts:
+        _refresh_board(session=session, round_id=submission.round_id, now=now)
+    elif status in (SubmissionStatus.REJECTED, SubmissionStatus.CANCELLED):
+        # It no longer ranks: edit a board already posted, but a bad upload posts none.
+        _refresh_board(session=session, round_id=submission.round_id, now=now, create=False)
+
+
+def _refresh_board(*, session: Session, round_id: int, now: datetime, create: bool = True) -> None:
+    """Update the round channel's pinned leaderboard; a problem there never blocks the DM posts."""
+    from bot.services import leaderboards
+
+    if not create and outbox.get(session=session, key=leaderboards.pinned_key(round_id)) is None:
+        return
+    try:
+        with session.begin_nested():
+            # Locked (PostgreSQL): a close in progress finishes first, and we see its status.
+            round_ = session.scalars(
+                select(Round)
+                .where(Round.id == round_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).first()
+            if round_ is None:
+                return
+            open_now = round_.status in (RoundStatus.OPEN, RoundStatus.SCHEDULED) and (
+                now < round_.closes_at
+            )
+            if open_now or round_.status == RoundStatus.SOLUTIONS_POSTED:
+                leaderboards.refresh_pinned_leaderboard(session=session, round_id=round_id, now=now)
+    except Exception:
+        log.exception("pinned leaderboard refresh for round %s failed", round_id)
 
 
 def _thread_kwargs(submission: Submission) -> dict:

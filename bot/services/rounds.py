@@ -406,7 +406,22 @@ def post_solutions(*, session: Session, round_id: int, now: datetime) -> str:
         payload={"channel": round_.channel_id, **payload},
     )
     round_.status = RoundStatus.SOLUTIONS_POSTED
+    _final_standings(session=session, round_=round_, now=now)
     return key
+
+
+def _final_standings(*, session: Session, round_: Round, now: datetime) -> None:
+    """After the solutions post (queued first, so sent first): the pinned leaderboard turns into
+    the final standings, private scores included. It is posted now if no verdict posted it during
+    the round; a round without a single verified submission gets none."""
+    from bot.services import leaderboards
+
+    pinned = outbox.get(session=session, key=leaderboards.pinned_key(round_.id))
+    if pinned is None:
+        board = leaderboards.round_leaderboard(session=session, round_id=round_.id, now=now)
+        if not board.entries:
+            return
+    leaderboards.refresh_pinned_leaderboard(session=session, round_id=round_.id, now=now)
 
 
 @dataclass(frozen=True)

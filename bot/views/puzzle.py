@@ -38,7 +38,10 @@ ADMIN_HELP_LINES = [
     ("`/puzzle admin reverify <submission id>`", "verify a submission again"),
     ("`/puzzle admin hint <when> <text>`", "schedule a hint for the current round"),
     ("`/puzzle admin open|close`", "open the next round / close the current one"),
-    ("`/puzzle admin credit @user best|mention [note]`", "award a credit for the current round"),
+    (
+        '`/puzzle admin credit @user best|mention ["note"] [round=<id>]`',
+        "award a credit (default: the open round, else the last closed one)",
+    ),
 ]
 
 

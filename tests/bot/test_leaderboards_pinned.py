@@ -68,12 +68,15 @@ def test_pinned_message_is_posted_once_then_edited_and_spoiler_free(world, fake_
     _drain(world, fake_slack)
     posted = fake_slack.calls_to("chat.postMessage")
     assert len(posted) == 1
+    # The pin was queued together with the post; the outbox gave it the post's ts.
+    (pin,) = fake_slack.calls_to("pins.add")
+    assert pin.args["channel"] == "CPUZZLE" and pin.args["timestamp"]
     shown = _shown(posted[0])
     assert "UALICE" in shown and "✅ 2/2" in shown and "◐ 1/2" in shown
     for secret in ("0.875", "0.5", "secret.example", "0.99"):
         assert secret not in shown  # ranks and pass marks only while the round is open
 
-    # Re-verification changes the standings: one pin, then an edit of the same message.
+    # Re-verification changes the standings: still one pin, and an edit of the same message.
     world.verdict(first, 0, False, 0.1, 0.1)
     world.session.commit()
     edit = leaderboards.refresh_pinned_leaderboard(
@@ -134,7 +137,14 @@ def test_nothing_is_queued_for_a_pinned_post_that_failed(world, fake_slack):
         leaderboards.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
         is None
     )
-    assert world.session.scalars(select(OutboxMessage.status)).all() == [OutboxStatus.FAILED]
+    # The pin queued with the post fails with it: there is nothing to pin.
+    rows = world.session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+    assert [(r.idempotency_key, r.status) for r in rows] == [
+        (f"round:{r.id}:leaderboard", OutboxStatus.FAILED),
+        (f"round:{r.id}:leaderboard:pin", OutboxStatus.FAILED),
+    ]
+    assert "nothing to pin" in rows[1].last_error
+    assert fake_slack.calls_to("pins.add") == []
 
 
 def test_edits_queued_before_the_dispatcher_runs_are_coalesced(world, fake_slack):

@@ -135,10 +135,20 @@ def test_a_full_month_posts_exactly_the_expected_messages_in_order(
         "Hint 2 for Alpha palindromes",
         "Hint 3 for Alpha palindromes",
         "Solutions for Alpha palindromes",
+        # The verdicts above were written straight into the database (no worker told the bot),
+        # so no live board was pinned during the month: the close posts the final standings,
+        # after the solutions and before the next puzzle, and pins them.
+        "Final standings for Alpha palindromes",
         "New puzzle",
     ]
     assert texts[0].startswith("New puzzle: Alpha palindromes")
-    assert texts[5].startswith("New puzzle: Beta sorting")
+    assert texts[6].startswith("New puzzle: Beta sorting")
+    final = slack_server.calls_to("chat.postMessage")[5]
+    final_body = str(final.args["blocks"])
+    assert final_body.index("<@UBOB>") < final_body.index("<@UALICE>")  # by private score
+    assert "private 0.99" in final_body
+    (pin,) = slack_server.calls_to("pins.add")
+    assert pin.args["channel"] == CHANNEL
     assert texts[1] == "Hint 1 for Alpha palindromes: Look at head L0H1."
     assert slack_server.calls_to("chat.postMessage")[0].args["channel"] == CHANNEL
 
@@ -158,10 +168,14 @@ def test_a_full_month_posts_exactly_the_expected_messages_in_order(
         assert rounds.require(session=s, round_id=jan).status == RoundStatus.OPEN
         assert [h.text for h in hints.released(session=s, round_id=dec)][0] == "Look at head L0H1."
         keys = [m.idempotency_key for m in s.query(OutboxMessage).order_by(OutboxMessage.id)]
+        board_ts = outbox.get(session=s, key=f"round:{dec}:leaderboard").slack_ts
+    assert pin.args["timestamp"] == board_ts
     assert keys == [
         f"round:{dec}:announce",
         *[f"hint:{i}:release" for i in (1, 2, 3)],
         f"round:{dec}:solutions",
+        f"round:{dec}:leaderboard",
+        f"round:{dec}:leaderboard:pin",
         f"round:{jan}:announce",
     ]
 
