@@ -6,6 +6,8 @@ verification engine in-process on the catalog's reference solution.
 
 from __future__ import annotations
 
+import time
+
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
 from storage.models import OutboxMessage, OutboxStatus, Submission, SubmissionStatus
@@ -49,9 +51,18 @@ def _verify(slack_app, submission_id: int) -> str:
     return run_verification(submission_id, settings=settings)
 
 
-def _drain(slack_app) -> None:
-    for _ in range(5):
+def _drain(slack_app, timeout: float = 15.0) -> None:
+    """Flush until the outbox is empty: per-channel pacing (~1 post/s) holds some rows back."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         slack_app.flush()
+        with session_scope(slack_app.factory) as session:
+            pending = session.query(OutboxMessage).filter(
+                OutboxMessage.status == OutboxStatus.PENDING
+            )
+            if pending.count() == 0:
+                return
+        time.sleep(0.2)
 
 
 def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_app, open_round):
