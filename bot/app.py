@@ -27,13 +27,38 @@ from bot.listeners import register_listeners
 from bot.listeners.after_ack import request_in_flight
 from bot.listeners.middleware import dedupe_deliveries, inject_context
 from bot.outbox import PER_CHANNEL_INTERVAL_S, Dispatcher
+from bot.services import uploads
 from bot.settings import Settings
 from storage.db import session_factory as make_session_factory
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 60.0
 LISTENER_THREADS = 64
+
+
+class _UploadRecovery(threading.Thread):
+    """Stores what a killed bot acknowledged but never stored (pending ``inbound_uploads``).
+
+    Once, at start: every pending row received before this process began (its processor is
+    gone). Rows that go stale later are the scheduler's sweep job's (``uploads.STALE_AFTER``).
+    """
+
+    def __init__(self, *, session_factory: sessionmaker[Session], settings: Settings) -> None:
+        super().__init__(name="upload-recovery", daemon=True)
+        self.session_factory, self.settings = session_factory, settings
+        self.started_at = utcnow()
+
+    def run(self) -> None:
+        try:
+            uploads.recover_pending(
+                session_factory=self.session_factory,
+                settings=self.settings,
+                received_before=self.started_at,
+            )
+        except Exception:
+            log.exception("upload recovery at start failed; the scheduler's sweep retries it")
 
 
 class _BotIdentity:
@@ -64,6 +89,7 @@ def build_app(
     session_factory: sessionmaker[Session] | None = None,
     start_dispatcher: bool = True,
     per_channel_interval: float = PER_CHANNEL_INTERVAL_S,
+    recover_uploads: bool | None = None,
 ) -> App:
     """The Slack app. HTTP mode needs ``slack_signing_secret``; Socket Mode ``slack_app_token``."""
     if settings.slack_bot_token is None:
@@ -106,11 +132,15 @@ def build_app(
     )
     if start_dispatcher:
         dispatcher.start()
+    recovery = _UploadRecovery(session_factory=factory, settings=settings)
+    if start_dispatcher if recover_uploads is None else recover_uploads:
+        recovery.start()
     app._circuitboard = {  # type: ignore[attr-defined]
         "settings": settings,
         "session_factory": factory,
         "dispatcher": dispatcher,
         "identity": identity,
+        "recovery": recovery,
     }
     app.middleware(
         inject_context(settings=settings, session_factory=factory, dispatcher=dispatcher)

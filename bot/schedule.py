@@ -252,6 +252,15 @@ def run_sweep(*, session_factory: sessionmaker[Session], settings: Settings, now
         return sweep(session=session, now=now, settings=settings)
 
 
+def run_upload_recovery(
+    *, session_factory: sessionmaker[Session], settings: Settings, now: datetime
+) -> int:
+    """Store the acknowledged uploads whose processing was lost (pending ``inbound_uploads``)."""
+    from bot.services import uploads
+
+    return uploads.recover_pending(session_factory=session_factory, settings=settings, now=now)
+
+
 def sweep_interval(settings: Settings) -> float:
     """Half a worker lease, so a dead worker's submission is re-queued soon after it expires."""
     lease = float(getattr(settings, "lease_seconds", 2 * SWEEP_INTERVAL_S))
@@ -288,6 +297,11 @@ def tick(
         except Exception as exc:
             log.exception("scheduler: sweeper failed")
             report.errors.append(f"sweep: {exc}")
+        try:
+            run_upload_recovery(session_factory=session_factory, settings=settings, now=now)
+        except Exception as exc:
+            log.exception("scheduler: upload recovery failed")
+            report.errors.append(f"uploads: {exc}")
     return report
 
 
@@ -457,7 +471,13 @@ def sweep_job() -> None:
     service = _active()
     if service is None:
         return
-    run_sweep(session_factory=service.session_factory, settings=service.settings, now=utcnow())
+    now = utcnow()
+    try:
+        run_sweep(session_factory=service.session_factory, settings=service.settings, now=now)
+    finally:
+        run_upload_recovery(
+            session_factory=service.session_factory, settings=service.settings, now=now
+        )
 
 
 class SchedulerService:

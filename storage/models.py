@@ -114,6 +114,12 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"  # gave up after bounded retries; visible to admins
 
 
+class InboundStatus(enum.StrEnum):
+    PENDING = "pending"  # acknowledged to Slack, not yet stored as a submission
+    DONE = "done"  # stored (the submission was created in the same transaction)
+    REFUSED = "refused"  # not a submission; the user was told why
+
+
 class SlackUser(Base):
     """Anyone who has interacted with the bot, keyed by their Slack user id."""
 
@@ -365,3 +371,35 @@ class ProcessedEvent(Base):
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InboundUpload(Base):
+    """A Slack file we acknowledged, recorded before the ack: the truth until it is a submission.
+
+    Written in one short transaction before Slack gets its 200 (with the event id), so a process
+    killed after the ack loses nothing: the row stays ``pending`` and is processed again. The row
+    becomes ``done`` in the transaction that creates its submission.
+    """
+
+    __tablename__ = "inbound_uploads"
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index("ix_inbound_uploads_status_received", "status", "received_at"),
+    )
+
+    file_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    dm_channel: Mapped[str | None] = mapped_column(String(32))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    file: Mapped[dict[str, Any]] = mapped_column(JSON)  # name, size, url_private_download
+    writeup_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[InboundStatus] = mapped_column(
+        _enum(InboundStatus, "inbound_status"), default=InboundStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", ondelete="SET NULL")
+    )
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

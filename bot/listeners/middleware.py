@@ -10,7 +10,7 @@ from slack_bolt import BoltContext, BoltResponse
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox import Dispatcher
-from bot.services import admins, deliveries
+from bot.services import admins, deliveries, uploads
 from bot.settings import Settings
 from storage.db import session_scope
 
@@ -59,13 +59,35 @@ def inject_context(
 
 
 def dedupe_deliveries(body: dict, context: BoltContext, next: Any, request: Any) -> Any:
-    """Record each Events API delivery's ``event_id`` on arrival; later copies only get a 200."""
+    """Record each Events API delivery's ``event_id`` on arrival; later copies only get a 200.
+
+    A DM file share's files are recorded (``inbound_uploads``) in the same transaction, before
+    the ack, so an upload Slack stops retrying is never lost. A repeated delivery still reaches the
+    listener when one of its files is pending and abandoned (``context["inbound_uploads"]``: the
+    file ids the listener processes).
+    """
+    event = body.get("event") or {} if body.get("type") == "event_callback" else {}
     event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-    if not event_id:
+    files = uploads.dm_file_shares(event)
+    if not event_id and not files:
         return next()
     with session_scope(context["db"]) as session:
-        first = deliveries.first_delivery(session=session, key=f"event:{event_id}")
-    if not first:
+        first = (
+            deliveries.first_delivery(session=session, key=f"event:{event_id}")
+            if event_id
+            else True
+        )
+        if files:
+            recorded = uploads.record_inbound(
+                session=session,
+                settings=context["settings"],
+                user_id=event["user"],
+                files=files,
+                dm_channel=event.get("channel"),
+                thread_ts=event.get("ts"),
+            )
+            context["inbound_uploads"] = [r.file_id for r in recorded if r.process]
+    if not first and not context.get("inbound_uploads"):
         retry = request.headers.get("x-slack-retry-num", ["0"])[0] if request else "0"
         log.info("duplicate delivery of %s (retry %s) ignored", event_id, retry)
         return BoltResponse(status=200, body="")

@@ -13,7 +13,8 @@ posted twice (no message appears twice at the fake Slack server; every outbox ro
 
 A second soak plays Slack against ``circuitboard bot --http`` killed -9 every second or two:
 DM file shares are retried until acknowledged, and every acknowledged upload must be stored
-(``CIRCUITBOARD_SOAK_UPLOADS``, default 200, about 40 s). It is marked xfail for a known bug.
+(``CIRCUITBOARD_SOAK_UPLOADS``, default 200, about 40 s): the bot records each file before its
+ack, and a restarted bot stores what its killed predecessor acknowledged but never stored.
 
 ``CIRCUITBOARD_SOAK_SUBMISSIONS`` sets the number of submissions (default 30: on the shared 2-core
 CI machine one verification costs a few seconds and each worker restart ~15 s, so 200 would take
@@ -313,12 +314,6 @@ INGEST_UPLOADS = int(os.environ.get("CIRCUITBOARD_SOAK_UPLOADS", "200"))
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    reason="known bug (reported): a DM file share is acknowledged (HTTP 200) and its event id "
-    "recorded before the upload is stored, so a bot killed in between loses it and Slack never "
-    "redelivers it",
-    strict=False,
-)
 def test_uploads_acknowledged_by_a_bot_killed_with_9_are_not_lost(
     tmp_path, monkeypatch, fake_slack
 ) -> None:

@@ -19,24 +19,23 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
     user_id, channel, ts = event["user"], event["channel"], event.get("ts")
     factory = context["db"]
     if subtype == "file_share" and event.get("files"):
-        for file in event["files"][:3]:
-            outcome = uploads.receive_upload(
-                session_factory=factory,
-                settings=context["settings"],
-                user_id=user_id,
-                file=file,
-                dm_channel=channel,
-                thread_ts=ts,
+        # Recorded before the ack by the dedupe middleware; here only when it did not run.
+        file_ids = context.get("inbound_uploads")
+        if file_ids is None:
+            with session_scope(factory) as session:
+                recorded = uploads.record_inbound(
+                    session=session,
+                    settings=context["settings"],
+                    user_id=user_id,
+                    files=uploads.dm_file_shares(event),
+                    dm_channel=channel,
+                    thread_ts=ts,
+                )
+            file_ids = [r.file_id for r in recorded if r.process]
+        for file_id in file_ids:
+            uploads.process_inbound(
+                session_factory=factory, settings=context["settings"], file_id=file_id
             )
-            if outcome.error:
-                with session_scope(factory) as session:
-                    uploads.report_error(
-                        session=session,
-                        key=f"file:{file.get('id')}:error",
-                        user_id=user_id,
-                        text=outcome.error,
-                        channel=channel,
-                    )
     elif not event.get("thread_ts"):  # chatting in a verdict thread needs no help text
         with session_scope(factory) as session:
             outbox.enqueue(

@@ -44,23 +44,21 @@ def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> N
     if errors:
         ack(response_action="errors", errors=errors)
         return
-    ack()
     user_id = body["user"]["id"]
-    outcome = uploads.receive_upload(
-        session_factory=context["db"],
-        settings=context["settings"],
-        user_id=user_id,
-        file=files[0],
-        writeup_url=url or None,
-    )
-    if outcome.error:
-        with session_scope(context["db"]) as session:
-            uploads.report_error(
-                session=session,
-                key=f"file:{files[0].get('id')}:error",
-                user_id=user_id,
-                text=outcome.error,
-                ephemeral=False,
+    # Recorded before the ack: a bot killed after it still stores the upload (recovery).
+    with session_scope(context["db"]) as session:
+        recorded = uploads.record_inbound(
+            session=session,
+            settings=context["settings"],
+            user_id=user_id,
+            files=files[:1],
+            writeup_url=url or None,
+        )
+    ack()
+    for item in recorded:
+        if item.process:
+            uploads.process_inbound(
+                session_factory=context["db"], settings=context["settings"], file_id=item.file_id
             )
     context["outbox"].wake()
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 15:33:28.798512
+Create Date: 2026-11-25 16:33:40.697605
 """
 
 from __future__ import annotations
@@ -296,6 +296,38 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "inbound_uploads",
+        sa.Column("file_id", sa.String(length=255), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("dm_channel", sa.String(length=32), nullable=True),
+        sa.Column("thread_ts", sa.String(length=32), nullable=True),
+        sa.Column("file", sa.JSON(), nullable=False),
+        sa.Column("writeup_url", sa.Text(), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum("pending", "done", "refused", name="inbound_status", create_constraint=True),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("submission_id", sa.Integer(), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.CheckConstraint("attempts >= 0", name=op.f("ck_inbound_uploads_attempts_non_negative")),
+        sa.ForeignKeyConstraint(
+            ["submission_id"],
+            ["submissions.id"],
+            name=op.f("fk_inbound_uploads_submission_id_submissions"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("file_id", name=op.f("pk_inbound_uploads")),
+    )
+    with op.batch_alter_table("inbound_uploads", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_inbound_uploads_status_received", ["status", "received_at"], unique=False
+        )
+
+    op.create_table(
         "verdicts",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("submission_id", sa.Integer(), nullable=False),
@@ -346,6 +378,10 @@ def downgrade() -> None:
         )
 
     op.drop_table("verdicts")
+    with op.batch_alter_table("inbound_uploads", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbound_uploads_status_received")
+
+    op.drop_table("inbound_uploads")
     with op.batch_alter_table("credits", schema=None) as batch_op:
         batch_op.drop_index(
             "uq_credits_one_best_per_round",

@@ -91,9 +91,15 @@ def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_
     (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
     assert plot.args["thread_ts"] == event["ts"]
     # The round channel hears only that U1 verified, nothing about the mechanism.
-    (line,) = slack_app.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "CROUND")
+    # (The channel's pinned leaderboard is posted there too; it shows no mechanism either.)
+    (line,) = slack_app.fake.wait_for(
+        "chat.postMessage",
+        lambda c: c.args["channel"] == "CROUND" and str(c.args.get("text")).startswith("<@U1>"),
+    )
     assert line.args["text"].startswith("<@U1> verified a solution")
-    assert "blocks" not in line.args or "Verdict" not in str(line.args["blocks"])
+    for post in slack_app.fake.calls_to("chat.postMessage"):
+        if post.args["channel"] == "CROUND":
+            assert "Verdict" not in str(post.args.get("blocks"))
     (updated,) = _submissions(slack_app)
     assert updated.status == SubmissionStatus.VERIFIED
     with session_scope(slack_app.factory) as session:
@@ -210,3 +216,107 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
 
     time.sleep(0.5)
     assert len(slack_app.fake.calls_to("chat.postMessage")) == 1
+
+
+def _acknowledged_then_killed(slack_app, event: dict, event_id: str, *, now=None) -> None:
+    """What the bot commits before its ack (the event id and the inbound row), and nothing more:
+    the process that would have stored the upload was killed right after answering Slack."""
+    from bot.services import deliveries, uploads
+
+    settings = slack_app.app._circuitboard["settings"]
+    with session_scope(slack_app.factory) as session:
+        assert deliveries.first_delivery(session=session, key=f"event:{event_id}")
+        recorded = uploads.record_inbound(
+            session=session,
+            settings=settings,
+            user_id=event["user"],
+            files=uploads.dm_file_shares(event),
+            dm_channel=event["channel"],
+            thread_ts=event["ts"],
+            now=now,
+        )
+    assert [r.process for r in recorded] == [True]
+
+
+def test_an_upload_acknowledged_by_a_killed_bot_is_stored_once_by_the_sweep(slack_app, open_round):
+    from datetime import timedelta
+
+    from bot import schedule
+    from storage.models import InboundStatus, InboundUpload, utcnow
+
+    settings = slack_app.app._circuitboard["settings"]
+    event = _file_event(
+        slack_app, "F7", "acked.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    _acknowledged_then_killed(slack_app, event, "EvKilled")
+    assert _submissions(slack_app) == []
+    # Too fresh for the sweep: its processor may still be working on it.
+    assert (
+        schedule.run_upload_recovery(
+            session_factory=slack_app.factory, settings=settings, now=utcnow()
+        )
+        == 0
+    )
+    later = utcnow() + timedelta(minutes=2)
+    report = schedule.tick(session_factory=slack_app.factory, settings=settings, now=later)
+    assert report.errors == []
+    (sub,) = _submissions(slack_app)
+    assert (sub.slack_file_id, sub.dm_channel, sub.thread_ts) == ("F7", DM, event["ts"])
+    with session_scope(slack_app.factory) as session:
+        row = session.get(InboundUpload, "F7")
+        assert (row.status, row.submission_id, row.attempts) == (InboundStatus.DONE, sub.id, 1)
+    assert slack_app.fake.download_count == 1
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+
+    # Sweeping again, Slack redelivering the event, or another event carrying the file: nothing.
+    assert (
+        schedule.run_upload_recovery(
+            session_factory=slack_app.factory, settings=settings, now=later + timedelta(minutes=5)
+        )
+        == 0
+    )
+    assert slack_app.event(event, event_id="EvKilled", retry=1).status_code == 200
+    assert slack_app.event(event, event_id="EvOther").status_code == 200
+    time.sleep(0.5)
+    assert [s.id for s in _submissions(slack_app)] == [sub.id]
+    assert slack_app.fake.download_count == 1
+
+
+def test_a_retry_of_an_event_whose_processing_died_is_processed(slack_app, open_round):
+    from datetime import timedelta
+
+    from storage.models import utcnow
+
+    event = _file_event(
+        slack_app, "F8", "retried.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    # The first delivery was recorded a while ago, then its process died before storing it.
+    _acknowledged_then_killed(slack_app, event, "EvDied", now=utcnow() - timedelta(minutes=1))
+    assert slack_app.event(event, event_id="EvDied", retry=1).status_code == 200
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+    assert [s.slack_file_id for s in _submissions(slack_app)] == ["F8"]
+    assert slack_app.fake.download_count == 1
+
+
+def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app, open_round):
+    from datetime import timedelta
+
+    from bot.services import uploads
+    from storage.models import InboundStatus, InboundUpload, utcnow
+
+    settings = slack_app.app._circuitboard["settings"]
+    event = _file_event(slack_app, "F9", "gone.py", b"x = 1\n")
+    _acknowledged_then_killed(slack_app, event, "EvGone")
+    with session_scope(slack_app.factory) as session:  # as if it had been tried (and died) often
+        session.get(InboundUpload, "F9").attempts = uploads.MAX_ATTEMPTS
+    later = utcnow() + timedelta(minutes=2)
+    assert (
+        uploads.recover_pending(session_factory=slack_app.factory, settings=settings, now=later)
+        == 1
+    )
+    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
+    assert call.args["user"] == "U1" and "upload it again" in call.args["text"]
+    with session_scope(slack_app.factory) as session:
+        assert session.get(InboundUpload, "F9").status == InboundStatus.REFUSED
+    assert _submissions(slack_app) == []
+    assert slack_app.fake.download_count == 0
