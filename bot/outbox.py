@@ -11,6 +11,18 @@ second, which is Slack's documented limit for ``chat.postMessage``.
 ``thread_ts`` (for ``chat_update`` it is the message to edit: its ``ts`` and channel; for
 ``pins_add`` the message to pin: its ``timestamp`` and channel). A reply, an edit or a pin can
 therefore be queued before its parent has been posted.
+
+Exactly once across crashes: a process can die after Slack accepted a post but before the row is
+marked sent; its claim then expires and another dispatcher picks the row up again. So every
+``chat_postMessage`` carries the row's key as message metadata (``event_type``
+``circuitboard_outbox``), and a row that was attempted before (``attempts > 0``) is first looked up
+in its channel (``conversations.replies`` for a thread reply, else ``conversations.history``, with
+``include_all_metadata``, newest messages since the row was created): if Slack already holds it, its
+``ts`` is recorded and nothing is posted. ``files_upload_v2`` is looked up the same way by the shared
+file's name and title in that channel or thread (give each plot row a unique filename).
+``chat_update`` and ``views_publish`` are idempotent by nature, and ``pins_add`` answering
+``already_pinned`` counts as success. ``chat_postEphemeral`` cannot be read back (Slack keeps no
+copy): a crash in that window may show the user an ephemeral note twice.
 """
 
 from __future__ import annotations
@@ -56,9 +68,16 @@ FATAL_ERRORS = frozenset(
         "message_not_found",
     }
 )
+METADATA_EVENT_TYPE = "circuitboard_outbox"
+LOOKUP_MARGIN_S = 600.0  # clock skew between us and Slack, when bounding the lookup
+LOOKUP_PAGE = 100
+LOOKUP_PAGES = 5
 SENDING_METHODS = frozenset(
     {"chat_postMessage", "chat_update", "chat_postEphemeral", "files_upload_v2", "pins_add"}
 )
+# Methods whose earlier attempt is looked up in Slack before a retry (the others are idempotent,
+# or, for ephemeral messages, cannot be read back).
+READ_BACK_METHODS = frozenset({"chat_postMessage", "files_upload_v2"})
 
 
 def enqueue(
@@ -140,11 +159,86 @@ def _retry_after(error: SlackApiError) -> float:
     return 30.0
 
 
-def _call(client: Any, method: str, payload: dict[str, Any]) -> Any:
+def _call(client: Any, method: str, payload: dict[str, Any], key: str) -> Any:
     kwargs = dict(payload)
     if method == "files_upload_v2" and "content_b64" in kwargs:
         kwargs["content"] = base64.b64decode(kwargs.pop("content_b64"))
+    if method == "chat_postMessage":
+        # The key travels with the post, so a retry can tell whether Slack already has it.
+        kwargs["metadata"] = {"event_type": METADATA_EVENT_TYPE, "event_payload": {"key": key}}
     return getattr(client, method)(**kwargs)
+
+
+class LookupUnavailable(Exception):
+    """The read-back cannot work for this row (e.g. a missing scope): posting is the fallback."""
+
+
+def _lookup_channel(client: Any, channel: str) -> str:
+    """The conversation id to read: posting to a user id lands in the bot's DM with them."""
+    if channel[:1] in ("U", "W"):
+        response = client.conversations_open(users=channel)
+        return str(response["channel"]["id"])
+    return channel
+
+
+def _matches(message: dict[str, Any], method: str, key: str, payload: dict[str, Any]) -> bool:
+    if method == "chat_postMessage":
+        metadata = message.get("metadata") or {}
+        event_payload = metadata.get("event_payload") or {}
+        return metadata.get("event_type") == METADATA_EVENT_TYPE and event_payload.get("key") == key
+    # files_upload_v2: uploads carry no metadata; the shared file's name and title identify the
+    # row's file (a plot's filename names its submission and attempt).
+    for shared in message.get("files") or []:
+        if shared.get("name") == payload.get("filename") and (
+            payload.get("title") is None or shared.get("title") == payload.get("title")
+        ):
+            return True
+    return False
+
+
+def _find_sent(
+    *, client: Any, method: str, key: str, payload: dict[str, Any], since: datetime
+) -> tuple[str, str] | None:
+    """Our earlier post of this row, if Slack holds it: ``(channel, ts)``; else None.
+
+    Raises ``LookupUnavailable`` when the lookup itself cannot be made (the row is then posted,
+    as before this existed); any other error propagates (the attempt is retried later).
+    """
+    channel = payload.get("channel")
+    if not channel:
+        raise LookupUnavailable("no channel")
+    try:
+        channel = _lookup_channel(client, str(channel))
+        kwargs: dict[str, Any] = {
+            "channel": channel,
+            "include_all_metadata": True,
+            "oldest": f"{since.timestamp() - LOOKUP_MARGIN_S:.6f}",
+            "limit": LOOKUP_PAGE,
+        }
+        thread_ts = payload.get("thread_ts")  # replies come oldest first; DM threads are short
+        cursor = None
+        for _ in range(LOOKUP_PAGES):
+            if cursor:
+                kwargs["cursor"] = cursor
+            if thread_ts:
+                response = client.conversations_replies(ts=thread_ts, **kwargs)
+            else:  # newest first: an earlier attempt of this row is among the latest messages
+                response = client.conversations_history(**kwargs)
+            for message in response.get("messages") or []:
+                if _matches(message, method, key, payload) and message.get("ts"):
+                    return channel, str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
+    except SlackApiError as exc:
+        code = exc.response.get("error") if exc.response is not None else None
+        if code in FATAL_ERRORS:
+            raise LookupUnavailable(str(code)) from exc
+        raise
+    log.warning(
+        "outbox %s: not found in the last %d messages; posting", key, LOOKUP_PAGES * LOOKUP_PAGE
+    )
+    return None
 
 
 def dispatch_pending(
@@ -239,6 +333,10 @@ def _dispatch_one(
         # Claim the row so a second dispatcher (another process) skips it while we send.
         attempts = row.attempts + 1
         key = row.idempotency_key
+        created_at = row.created_at
+        # An earlier attempt may have reached Slack (its process died before recording it, or the
+        # answer was lost): read back before posting again.
+        maybe_sent = row.attempts > 0 and method in READ_BACK_METHODS
         claimed = session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == row.id)
@@ -260,13 +358,24 @@ def _dispatch_one(
     retry_at: datetime | None = None
     fatal = False
     response: Any = None
+    found: tuple[str, str] | None = None
     try:
-        response = _call(client, method, payload)
+        if maybe_sent:
+            try:
+                found = _find_sent(
+                    client=client, method=method, key=key, payload=payload, since=created_at
+                )
+            except LookupUnavailable as exc:
+                log.error("outbox %s: cannot check for an earlier post (%s); posting", key, exc)
+        if found is None:
+            response = _call(client, method, payload, key)
     except SlackApiError as exc:
         code = (exc.response.get("error") if exc.response is not None else None) or str(exc)
         status = getattr(exc.response, "status_code", None)
         error = f"{code} (HTTP {status})"
-        if code == "ratelimited" or status == 429:
+        if method == "pins_add" and code == "already_pinned":
+            error = None  # pinning is idempotent: an earlier attempt did it
+        elif code == "ratelimited" or status == 429:
             wait = _retry_after(exc)
             with _PACER.lock:
                 _PACER.blocked_until[method] = clock() + wait
@@ -288,7 +397,10 @@ def _dispatch_one(
             row.sent_at = utcnow()
             row.last_error = None
             data = getattr(response, "data", None) or {}
-            if isinstance(data, dict):
+            if found is not None:
+                row.slack_channel, row.slack_ts = found
+                log.info("outbox %s was already sent (ts %s): not posting again", key, found[1])
+            elif isinstance(data, dict):
                 row.slack_ts = data.get("ts") or (data.get("message") or {}).get("ts")
                 row.slack_channel = data.get("channel") or payload.get("channel")
             return 1

@@ -6,6 +6,11 @@ only to requests bearing the bot token, implements the three steps of ``files_up
 simulate failures: ``fake.rate_limit("chat.postMessage", times=1, retry_after=1)`` answers HTTP 429
 ``ratelimited`` with ``Retry-After``; ``fake.fail(method, "channel_not_found")`` any other error.
 
+Posted messages (with their ``metadata``) and shared files are kept per conversation in
+``fake.messages`` and served back by ``conversations.history`` / ``conversations.replies``
+(metadata only with ``include_all_metadata``); ``pins.add`` answers ``already_pinned`` the second
+time, as Slack does.
+
 Use the ``fake_slack`` pytest fixture (mounted in tests/conftest.py).
 """
 
@@ -46,6 +51,9 @@ class FakeSlack:
         self.files: dict[str, tuple[str, bytes]] = {}  # download path -> (name, content)
         self.uploads: dict[str, bytes] = {}  # file id -> bytes uploaded via files_upload_v2
         self.users: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, list[dict[str, Any]]] = {}  # conversation id -> messages
+        self.pins: set[tuple[str, str]] = set()
+        self._upload_names: dict[str, str] = {}  # file id -> filename
         self._failures: dict[str, list[tuple[str, int, float | None]]] = {}
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -165,6 +173,36 @@ class FakeSlack:
     def next_ts(self) -> str:
         return f"{int(time.time())}.{next(self._ts):06d}"
 
+    def _store(self, channel: str, message: dict[str, Any]) -> None:
+        message = {"type": "message", "user": BOT_USER_ID, "bot_id": "BFAKE", **message}
+        if not message.get("thread_ts"):
+            message.pop("thread_ts", None)
+        with self._lock:
+            self.messages.setdefault(channel, []).append(message)
+
+    def _read(self, channel: str, args: dict[str, Any], *, thread_ts: str | None) -> dict:
+        with self._lock:
+            stored = list(self.messages.get(channel, []))
+        if thread_ts is None:  # the channel's top level (and broadcast replies), newest first
+            found = [m for m in stored if m.get("thread_ts") in (None, m["ts"])][::-1]
+        else:  # the parent and its replies, oldest first
+            found = [m for m in stored if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts]
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        found = [m for m in found if oldest < float(m["ts"]) <= latest]
+        if str(args.get("include_all_metadata", "")).lower() not in ("1", "true"):
+            found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
+        start = int(args.get("cursor") or 0)
+        limit = int(args.get("limit") or 100)
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
     def answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel") or args.get("channel_id")
         if isinstance(channel, str) and channel.startswith("U"):
@@ -174,12 +212,26 @@ class FakeSlack:
         if method in ("chat.postMessage", "chat.update"):
             ts = args.get("ts") if method == "chat.update" else self.next_ts()
             message = {"ts": ts, "text": args.get("text"), "thread_ts": args.get("thread_ts")}
+            if method == "chat.postMessage":
+                metadata = args.get("metadata")
+                if isinstance(metadata, str):
+                    metadata = json.loads(metadata)
+                self._store(channel, {**message, "metadata": metadata} if metadata else message)
             return {"ok": True, "channel": channel, "ts": ts, "message": message}
+        if method == "conversations.history":
+            return self._read(channel, args, thread_ts=None)
+        if method == "conversations.replies":
+            return self._read(channel, args, thread_ts=str(args.get("ts")))
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self.next_ts()}
         if method in ("views.publish", "views.open", "views.update"):
             return {"ok": True, "view": {"id": f"V{next(self._ids):06d}"}}
         if method == "pins.add":
+            pin = (channel, str(args.get("timestamp")))
+            with self._lock:
+                if pin in self.pins:
+                    return {"ok": False, "error": "already_pinned"}
+                self.pins.add(pin)
             return {"ok": True}
         if method == "conversations.open":
             user = str(args.get("users", "U0")).split(",")[0]
@@ -196,6 +248,8 @@ class FakeSlack:
             return {"ok": True, "user": user}
         if method == "files.getUploadURLExternal":
             file_id = f"FUP{next(self._ids):06d}"
+            with self._lock:
+                self._upload_names[file_id] = str(args.get("filename"))
             return {
                 "ok": True,
                 "file_id": file_id,
@@ -205,6 +259,25 @@ class FakeSlack:
             files = args.get("files")
             if isinstance(files, str):
                 files = json.loads(files)
+            if channel:  # the share appears as a message in the channel (or thread)
+                shared = [
+                    {
+                        "id": f["id"],
+                        "name": self._upload_names.get(f["id"]),
+                        "title": f.get("title"),
+                    }
+                    for f in files
+                ]
+                self._store(
+                    channel,
+                    {
+                        "ts": self.next_ts(),
+                        "text": args.get("initial_comment") or "",
+                        "thread_ts": args.get("thread_ts"),
+                        "files": shared,
+                        "upload": True,
+                    },
+                )
             return {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}
         if method == "files.info":
             return {"ok": True, "file": {"id": args.get("file")}}
@@ -236,9 +309,15 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         return auth.removeprefix("Bearer ").strip() or None
 
-    def do_GET(self) -> None:  # file downloads
-        path = urlsplit(self.path).path
+    def do_GET(self) -> None:  # file downloads, and the Web API methods slack_sdk calls by GET
+        parts = urlsplit(self.path)
+        path = parts.path
         state = self.state
+        if path.startswith("/api/"):
+            self._api(
+                path.removeprefix("/api/"), dict(parse_qsl(parts.query, keep_blank_values=True))
+            )
+            return
         if path not in state.files:
             self._send(404, b"not found", "text/plain")
             return
@@ -274,7 +353,11 @@ class _Handler(BaseHTTPRequestHandler):
             args = json.loads(raw or b"{}")
         else:
             args = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-        for name in ("blocks", "view", "files", "attachments"):
+        self._api(method, args)
+
+    def _api(self, method: str, args: dict[str, Any]) -> None:
+        state = self.state
+        for name in ("blocks", "view", "files", "attachments", "metadata"):
             if isinstance(args.get(name), str):
                 with contextlib.suppress(ValueError):
                     args[name] = json.loads(args[name])

@@ -8,7 +8,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
-# Web API method -> the bot scope it needs (None: no scope, e.g. views.* with a trigger/user id).
+# Web API method -> the bot scope(s) it needs (None: no scope, e.g. views.* with a trigger/user id).
+# Reading back a post (the outbox, after a crash) covers the conversation kinds the bot posts to:
+# public and private round channels, and DMs (opened from a user id).
+HISTORY = ("channels:history", "groups:history", "im:history")
 SCOPE_OF = {
     "chat_postMessage": "chat:write",
     "chat_update": "chat:write",
@@ -18,6 +21,9 @@ SCOPE_OF = {
     "views_publish": None,
     "views_open": None,
     "auth_test": None,
+    "conversations_history": HISTORY,
+    "conversations_replies": HISTORY,
+    "conversations_open": "im:write",
 }
 
 
@@ -46,7 +52,10 @@ def test_scopes_are_exactly_those_used():
     assert used <= set(SCOPE_OF), (
         f"add these methods' scopes to SCOPE_OF and the manifest: {used - set(SCOPE_OF)}"
     )
-    needed = {SCOPE_OF[m] for m in used} - {None}
+    needed: set[str] = set()
+    for method in used:
+        scope = SCOPE_OF[method]
+        needed |= set(scope) if isinstance(scope, tuple) else {scope} - {None}
     needed |= {"commands", "files:read", "im:history"}  # /puzzle, downloading DMed files, DM events
     assert set(_manifest()["oauth_config"]["scopes"]["bot"]) == needed
 

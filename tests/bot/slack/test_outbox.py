@@ -192,3 +192,197 @@ def test_files_upload_v2_through_the_fake(factory, client, fake_slack):
     assert complete.args["channel_id"] == "C7"
     with session_scope(factory) as s:
         assert s.query(OutboxMessage).filter_by(status=OutboxStatus.SENT).count() == 1
+
+
+# --- exactly once across a crash between Slack's answer and recording it ---------------------
+
+
+class _ProcessDeath:
+    """While armed, marking any row sent fails, as if the process died right after Slack's answer.
+
+    A real seam: a SQLite trigger makes the dispatcher's recording transaction abort, so the row
+    stays claimed (attempts 1) and pending, exactly the state a kill -9 at that moment leaves.
+    """
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def arm(self) -> None:
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER process_dies BEFORE UPDATE ON outbox_messages "
+                    "WHEN NEW.status = 'sent' BEGIN SELECT RAISE(ABORT, 'process died'); END"
+                )
+            )
+
+    def disarm(self) -> None:
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER IF EXISTS process_dies"))
+
+
+@pytest.fixture
+def death(factory):
+    return _ProcessDeath(factory.kw["bind"])
+
+
+def _send_and_die(factory, client, death) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    death.arm()
+    with pytest.raises(DBAPIError, match="process died"):
+        outbox.dispatch_pending(session_factory=factory, client=client, per_channel_interval=0)
+    death.disarm()  # a new process starts; the dead one's claim runs out
+    with session_scope(factory) as s:
+        (row,) = s.query(OutboxMessage).filter_by(status=OutboxStatus.PENDING).all()
+        assert row.attempts == 1 and row.slack_ts is None
+
+
+def _after_claim() -> object:
+    return utcnow() + timedelta(seconds=outbox.CLAIM_S + 1)
+
+
+def test_post_accepted_before_a_crash_is_recorded_not_posted_again(
+    factory, client, fake_slack, death
+):
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s, key="once", method="chat_postMessage", payload={"channel": "C8", "text": "x"}
+        )
+    _send_and_die(factory, client, death)
+    (first,) = fake_slack.calls_to("chat.postMessage")
+    assert first.args["metadata"] == {
+        "event_type": "circuitboard_outbox",
+        "event_payload": {"key": "once"},
+    }
+    # Still claimed: nobody touches it yet.
+    assert outbox.dispatch_pending(session_factory=factory, client=client) == 0
+    sent = outbox.dispatch_pending(
+        session_factory=factory, client=client, now=_after_claim(), per_channel_interval=0
+    )
+    assert sent == 1
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1  # read back, not re-sent
+    (lookup,) = fake_slack.calls_to("conversations.history")
+    assert lookup.args["channel"] == "C8" and lookup.args["include_all_metadata"] in ("1", "true")
+    with session_scope(factory) as s:
+        row = outbox.get(session=s, key="once")
+        assert row.status == OutboxStatus.SENT
+        assert (row.slack_channel, row.slack_ts) == ("C8", fake_slack.messages["C8"][0]["ts"])
+
+
+def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
+    factory, client, fake_slack, death
+):
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s, key="top", method="chat_postMessage", payload={"channel": "U7", "text": "p"}
+        )
+    assert _drain(factory, client, rounds=1) == 1
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s,
+            key="reply",
+            method="chat_postMessage",
+            payload={"channel": "U7", "text": "r"},
+            thread_key="top",
+        )
+    _send_and_die(factory, client, death)
+    assert (
+        outbox.dispatch_pending(
+            session_factory=factory, client=client, now=_after_claim(), per_channel_interval=0
+        )
+        == 1
+    )
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["p", "r"]
+    (opened,) = fake_slack.calls_to("conversations.open")
+    assert opened.args["users"] == "U7"
+    (lookup,) = fake_slack.calls_to("conversations.replies")
+    with session_scope(factory) as s:
+        parent, reply = outbox.get(session=s, key="top"), outbox.get(session=s, key="reply")
+        assert lookup.args["channel"] == "D7" and lookup.args["ts"] == parent.slack_ts
+        assert reply.status == OutboxStatus.SENT and reply.slack_channel == "D7"
+        assert reply.slack_ts == fake_slack.messages["D7"][1]["ts"] != parent.slack_ts
+
+
+def test_plot_uploaded_before_a_crash_is_not_uploaded_again(factory, client, fake_slack, death):
+    import base64
+
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s,
+            key="plot",
+            method="files_upload_v2",
+            payload={
+                "channel": "C9",
+                "filename": "p-1.png",
+                "title": "plot",
+                "content_b64": base64.b64encode(b"PNG").decode(),
+            },
+        )
+    _send_and_die(factory, client, death)
+    assert (
+        outbox.dispatch_pending(
+            session_factory=factory, client=client, now=_after_claim(), per_channel_interval=0
+        )
+        == 1
+    )
+    assert len(fake_slack.calls_to("files.completeUploadExternal")) == 1
+    assert len(fake_slack.calls_to("files.getUploadURLExternal")) == 1
+
+
+def test_retry_after_a_post_that_never_reached_slack_posts_it_once(factory, client, fake_slack):
+    fake_slack.fail("chat.postMessage", "internal_error")
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s,
+            key="late",
+            method="chat_postMessage",
+            payload={"channel": "C10", "text": "x"},
+        )
+    assert _drain(factory, client, rounds=1) == 0
+    later = utcnow() + timedelta(seconds=outbox.BACKOFF_MAX_S + 1)
+    assert (
+        outbox.dispatch_pending(
+            session_factory=factory, client=client, now=later, per_channel_interval=0
+        )
+        == 1
+    )
+    assert len(fake_slack.calls_to("conversations.history")) == 1  # looked, found nothing
+    assert len(fake_slack.messages["C10"]) == 1
+    with session_scope(factory) as s:
+        assert outbox.get(session=s, key="late").status == OutboxStatus.SENT
+
+
+def test_pin_already_pinned_counts_as_done(factory, client, fake_slack):
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s,
+            key="board",
+            method="chat_postMessage",
+            payload={"channel": "C11", "text": "b"},
+        )
+        outbox.enqueue(
+            session=s,
+            key="board:pin",
+            method="pins_add",
+            payload={"channel": "C11"},
+            thread_key="board",
+        )
+    assert _drain(factory, client, rounds=2) == 2
+    with session_scope(factory) as s:
+        ts = outbox.get(session=s, key="board").slack_ts
+        outbox.enqueue(
+            session=s,
+            key="board:pin:again",
+            method="pins_add",
+            payload={"channel": "C11"},
+            thread_key="board",
+        )
+    assert _drain(factory, client, rounds=1) == 1
+    assert len(fake_slack.calls_to("pins.add")) == 2 and fake_slack.pins == {("C11", ts)}
+    with session_scope(factory) as s:
+        assert outbox.get(session=s, key="board:pin:again").status == OutboxStatus.SENT
