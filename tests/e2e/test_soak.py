@@ -16,10 +16,9 @@ DM file shares are retried until acknowledged, and every acknowledged upload mus
 (``CIRCUITBOARD_SOAK_UPLOADS``, default 200, about 40 s): the bot records each file before its
 ack, and a restarted bot stores what its killed predecessor acknowledged but never stored.
 
-``CIRCUITBOARD_SOAK_SUBMISSIONS`` sets the number of submissions (default 30: on the shared 2-core
-CI machine one verification costs a few seconds and each worker restart ~15 s, so 200 would take
-far more than the few minutes CI can spare; ``CIRCUITBOARD_SOAK_SUBMISSIONS=200`` runs the full
-soak on a quiet machine). ``CIRCUITBOARD_SOAK_SEED`` replays a kill schedule.
+``CIRCUITBOARD_SOAK_SUBMISSIONS`` sets the number of submissions (default 200, about 5 minutes on
+the 2-core CI machine; a smaller number for a quick local run). ``CIRCUITBOARD_SOAK_SEED`` replays a
+kill schedule.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from storage.models import OutboxMessage, OutboxStatus, Submission, Verdict, utc
 PUZZLE = "palindromes"
 CHANNEL = "CSOAK"
 USERS = [f"USOAK{n}" for n in range(8)]
-N_SUBMISSIONS = int(os.environ.get("CIRCUITBOARD_SOAK_SUBMISSIONS", "30"))
+N_SUBMISSIONS = int(os.environ.get("CIRCUITBOARD_SOAK_SUBMISSIONS", "200"))
 SEED = int(os.environ.get("CIRCUITBOARD_SOAK_SEED", str(random.randrange(1_000_000))))
 BOT_KILL_EVERY = (2.0, 6.0)  # seconds between SIGKILLs of the bot process
 WORKER_KILL_EVERY = (12.0, 25.0)
