@@ -213,6 +213,15 @@ class Console:
         self.dispatcher.wake()
         return outcome.submission_id
 
+    def repl(self, stdin: TextIO) -> None:
+        """Prompt, read and handle lines until end of input or ``quit``."""
+        while True:
+            self.out.write(PROMPT)
+            self.out.flush()
+            line = stdin.readline()
+            if not line or not self.handle(line):
+                return
+
     def flush(self) -> int:
         return self.dispatcher.run_once()
 
@@ -238,12 +247,7 @@ def run_console(
     console.dispatcher.start()
     console.say(f"circuitboard console as {user_id}. {HELP}")
     try:
-        while True:
-            out.write(PROMPT)
-            out.flush()
-            line = stdin.readline()
-            if not line or not console.handle(line):
-                break
+        console.repl(stdin)
     except KeyboardInterrupt:
         pass
     finally:

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.console import PROMPT, Console
+from bot.console import Console
 from bot.queue import LocalWorker, start_local_worker
 from bot.schedule import SchedulerService, start_scheduler
 from bot.services import rounds
@@ -136,15 +136,6 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _repl(console: Console, stdin: TextIO, out: TextIO) -> None:
-    while True:
-        out.write(PROMPT)
-        out.flush()
-        line = stdin.readline()
-        if not line or not console.handle(line):
-            return
-
-
 def run_system(
     settings: Settings,
     *,
@@ -178,7 +169,7 @@ def run_system(
             if demo:
                 code = run_demo(console, factory, out=out)
             if interactive or not demo:
-                _repl(console, stdin, out)
+                console.repl(stdin)
         except KeyboardInterrupt:
             console.say("stopping")
         finally:
