@@ -151,6 +151,22 @@ def _notify(factory: sessionmaker[Session], submission_id: int) -> None:
         log.exception("notification for submission %s failed", submission_id)
 
 
+def _notify_within(session: Session, submission_id: int) -> None:
+    """Queue a final state's posts in the transaction that records it.
+
+    A worker killed between two transactions would otherwise leave a verdict nobody is told of
+    (the sweeper only recovers unfinished rows). A savepoint keeps a notification error from
+    undoing the verdict itself.
+    """
+    from bot.services import notifications
+
+    try:
+        with session.begin_nested():
+            notifications.submission_updated(session=session, submission_id=submission_id)
+    except Exception:
+        log.exception("notification for submission %s failed", submission_id)
+
+
 def time_limit_message(limit: float) -> str:
     return (
         f"Verification took longer than the {limit:.0f} s limit and was stopped. Make sure "
@@ -231,9 +247,10 @@ class _LeaseKeeper(threading.Thread):
                 message=time_limit_message(self.settings.task_time_limit),
                 settings=self.settings,
             )
+            if failed:
+                _notify_within(session, self.submission_id)
         if failed:
             log.warning("submission %s exceeded the time limit", self.submission_id)
-            _notify(self.factory, self.submission_id)
 
     def stop(self) -> None:
         self.finished.set()
@@ -303,8 +320,8 @@ def run_verification(
                 message=message,
                 settings=settings,
             )
-        if done:
-            _notify(factory, submission_id)
+            if done:
+                _notify_within(session, submission_id)
         return "failed"
 
     def progress(stage: str) -> None:
@@ -362,9 +379,10 @@ def run_verification(
                 outcome=outcome,
                 settings=settings,
             )
+            if recorded is not None:
+                _notify_within(session, submission_id)
         if recorded is None:
             return "abandoned"
-        _notify(factory, submission_id)
         return "rejected" if outcome.error else "verified"
     except SoftTimeLimitExceeded:
         return fail(time_limit_message(settings.task_time_limit))
