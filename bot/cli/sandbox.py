@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="The submission sandbox: check that it can start here.", no_args_is_help=True)
+app = typer.Typer(
+    help="The submission sandbox: check that it can start here.", no_args_is_help=True
+)
 
 
 @app.command()
