@@ -42,17 +42,17 @@ RUN --mount=type=bind,from=torch-wheels,target=/wheels \
 
 WORKDIR /app
 
-# Dependencies in their own layer (stub packages stand in for the code), so editing the code
-# does not reinstall them. torch==2.13.0 is already satisfied by the CPU build above.
-COPY pyproject.toml README.md ./
+# Dependencies in their own layer (stub packages and an empty README stand in for the code and
+# docs), so editing either does not reinstall them. torch==2.13.0 is already satisfied above.
+COPY pyproject.toml ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
     && mkdir bot puzzles storage \
-    && touch bot/__init__.py puzzles/__init__.py storage/__init__.py \
+    && touch README.md bot/__init__.py puzzles/__init__.py storage/__init__.py \
     && pip install ".[postgres,redis]" \
-    && rm -rf bot puzzles storage build
+    && rm -rf README.md bot puzzles storage build
 
-COPY alembic.ini ./
+COPY README.md alembic.ini ./
 COPY bot ./bot
 COPY puzzles ./puzzles
 COPY storage ./storage
