@@ -69,6 +69,8 @@ RUN useradd --system --uid 10001 --user-group --create-home --shell /usr/sbin/no
     && mkdir -p /data \
     && chown circuitboard:circuitboard /data
 USER circuitboard
+# matplotlib's font cache, built once here instead of at every container start (verdict plots).
+RUN python3 -c "import matplotlib.font_manager"
 WORKDIR /data
 VOLUME ["/data"]
 
