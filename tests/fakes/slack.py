@@ -127,7 +127,7 @@ class FakeSlack:
         predicate: Callable[[Call], bool] = lambda c: True,
         *,
         count: int = 1,
-        timeout: float = 10.0,
+        timeout: float = 60.0,
     ) -> list[Call]:
         """Block until ``count`` calls to ``method`` match ``predicate``; returns them."""
         deadline = time.monotonic() + timeout
