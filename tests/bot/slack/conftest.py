@@ -16,11 +16,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
+import yaml
 from fakes.slack import FakeSlack
 
 from bot.app import build_app, dispatcher_of, make_http_server
@@ -31,6 +33,14 @@ from storage.models import PuzzleVersion, Round, RoundStatus, utcnow
 SIGNING_SECRET = "test-signing-secret"
 ADMIN = "UADMIN"
 ROUND_CHANNEL = "CROUND"
+MANIFEST = Path(__file__).resolve().parents[3] / "slack-manifest.yaml"
+
+
+def manifest_should_escape() -> bool:
+    """The manifest's ``should_escape`` for /puzzle: how Slack sends the typed text."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    (puzzle,) = manifest["features"]["slash_commands"]
+    return bool(puzzle["should_escape"])
 
 
 def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict:
@@ -54,6 +64,8 @@ class SlackApp:
         return self.http.post(self.url, content=body.encode(), headers=all_headers)
 
     def command(self, text: str = "", *, user: str = "U1", **kw: Any) -> httpx.Response:
+        """``/puzzle text`` as typed; sent as Slack sends it under the manifest's should_escape."""
+        text = self.fake.slash_text(text, should_escape=manifest_should_escape())
         body = urlencode(
             {
                 "token": "legacy",
@@ -63,7 +75,7 @@ class SlackApp:
                 "command": "/puzzle",
                 "text": text,
                 "response_url": self.fake.response_url(uuid.uuid4().hex[:8]),
-                "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+                "trigger_id": self.fake.new_trigger(),
             }
         )
         return self.post(body, "application/x-www-form-urlencoded", **kw)
@@ -78,7 +90,7 @@ class SlackApp:
             "team": {"id": "T0FAKE"},
             "user": {"id": user},
             "api_app_id": "A0FAKE",
-            "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+            "trigger_id": self.fake.new_trigger(),
             "container": {"type": "view", "view_id": "V1"},
             "view": {"id": "V1", "type": "home"},
             "actions": [{"action_id": action_id, "block_id": "b", "type": "button"}],
@@ -93,7 +105,7 @@ class SlackApp:
             "team": {"id": "T0FAKE"},
             "user": {"id": user},
             "api_app_id": "A0FAKE",
-            "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+            "trigger_id": self.fake.new_trigger(),
             "view": {
                 "id": f"V{uuid.uuid4().hex[:8]}",
                 "type": "modal",
@@ -143,6 +155,13 @@ def slack_settings(fake_slack: FakeSlack, sqlite_url: str) -> Settings:
 
 @pytest.fixture
 def slack_app(slack_settings: Settings, fake_slack: FakeSlack) -> Iterator[SlackApp]:
+    # As strict as Slack: channels exist only once declared, the bot posts in the round's channel
+    # because an admin invited it (README, Slack setup step 4), triggers expire after 3 s.
+    fake_slack.auto_channels = False
+    fake_slack.strict_triggers = True
+    fake_slack.add_channel("C0GENERAL", "general")
+    fake_slack.add_channel(ROUND_CHANNEL, "puzzle-of-the-month")
+    fake_slack.invite_bot(ROUND_CHANNEL)
     factory = session_factory(slack_settings.db_url)
     app = build_app(slack_settings, session_factory=factory, per_channel_interval=0)
     dispatcher_of(app).interval = 0.05
