@@ -109,11 +109,21 @@ def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_
         )
 
 
-def test_bad_file_gets_an_ephemeral_error_and_no_submission(slack_app, open_round):
+def _refusal(slack_app, thread_ts: str | None = "1700000000.000100"):
+    """The refusal: a message in the DM, under the file's message (not an ephemeral, which
+    Slack shows only to a user active right then)."""
+    (call,) = slack_app.fake.wait_for(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == thread_ts
+    )
+    assert slack_app.fake.calls_to("chat.postEphemeral") == []
+    return call
+
+
+def test_bad_file_gets_an_error_in_its_thread_and_no_submission(slack_app, open_round):
     event = _file_event(slack_app, "F2", "notes.txt", b"hello")
     slack_app.event(event)
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert call.args["user"] == "U1" and ".py" in call.args["text"]
+    call = _refusal(slack_app)
+    assert call.args["channel"] == DM and ".py" in call.args["text"]
     assert _submissions(slack_app) == []
 
 
@@ -121,8 +131,7 @@ def test_file_from_a_foreign_host_is_not_downloaded(slack_app, open_round):
     event = _file_event(slack_app, "F3", "s.py", b"x = 1\n")
     event["files"][0]["url_private_download"] = "https://evil.example.com/s.py"
     slack_app.event(event)
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert "Slack" in call.args["text"]
+    assert "Slack" in _refusal(slack_app).args["text"]
     assert _submissions(slack_app) == []
 
 
@@ -314,8 +323,8 @@ def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app
         uploads.recover_pending(session_factory=slack_app.factory, settings=settings, now=later)
         == 1
     )
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert call.args["user"] == "U1" and "upload it again" in call.args["text"]
+    call = _refusal(slack_app)
+    assert call.args["channel"] == DM and "upload it again" in call.args["text"]
     with session_scope(slack_app.factory) as session:
         assert session.get(InboundUpload, "F9").status == InboundStatus.REFUSED
     assert _submissions(slack_app) == []
