@@ -74,6 +74,16 @@ class UploadOutcome:
     pending: bool = False  # a transient failure: left for recover_pending to try again
 
 
+def as_solution_file(file: dict) -> dict:
+    """A Python snippet written in Slack's composer has its title as name, without ``.py``:
+    take it as the ``.py`` file it is."""
+    name = str(file.get("name") or file.get("title") or "")
+    is_python_snippet = file.get("mode") == "snippet" and file.get("filetype") == "python"
+    if is_python_snippet and name and not name.lower().endswith(ALLOWED_SUFFIXES):
+        return {**file, "name": name + ".py"}
+    return file
+
+
 def needs_file_info(file: dict) -> bool:
     """Slack sent only a stub: a Slack Connect file (``file_access: check_file_info``) or one
     without name or link; ``files.info`` gives the rest (after the ack)."""
@@ -207,6 +217,7 @@ def record_inbound(
     now = now or utcnow()
     recorded: list[Recorded] = []
     for index, file in enumerate(files):
+        file = as_solution_file(file)
         file_id = inbound_id(file)
         row = session.get(InboundUpload, file_id)
         if row is not None:
@@ -288,7 +299,7 @@ def process_inbound(
             round_id = round_.id
             file = dict(row.file)
         if fetch is None and needs_file_info(file):
-            file = {**file, **file_info(str(file.get("id")), settings=settings)}
+            file = as_solution_file({**file, **file_info(str(file.get("id")), settings=settings)})
             check_file_metadata(file, max_bytes=max_upload_bytes(settings))
         url = file.get("url_private_download") or file.get("url_private")
         content = (

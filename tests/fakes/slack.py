@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from slack_sdk.models.blocks import Block
@@ -157,7 +157,7 @@ class FakeSlack:
     # --- test helpers ----------------------------------------------------------------------
     def add_file(self, file_id: str, name: str, content: bytes) -> str:
         """Host a file as Slack would; returns its ``url_private_download``."""
-        path = f"/files-pri/{TEAM_ID}-{file_id}/download/{name}"
+        path = f"/files-pri/{TEAM_ID}-{file_id}/download/{quote(name)}"
         with self._lock:
             self.files[path] = (name, content)
         return self.base_url + path
@@ -636,6 +636,63 @@ class FakeSlack:
         if info is None:
             return {"ok": False, "error": "file_not_found"}
         return {"ok": True, "file": info}
+
+
+# --- file objects as Slack puts them in a file share's ``files`` -----------------------------
+def hosted_file(file_id: str, name: str, url: str, size: int) -> dict[str, Any]:
+    """An ordinary uploaded file (``mode: hosted``)."""
+    return {
+        "id": file_id,
+        "created": 1700000000,
+        "name": name,
+        "title": name,
+        "mimetype": "text/x-python",
+        "filetype": "python",
+        "pretty_type": "Python",
+        "user": "U0ALICE001",
+        "mode": "hosted",
+        "is_external": False,
+        "size": size,
+        "url_private": url,
+        "url_private_download": url,
+    }
+
+
+def snippet_file(file_id: str, title: str, url: str, size: int) -> dict[str, Any]:
+    """A snippet made in Slack's composer: its name is the title, without an extension."""
+    return {
+        **hosted_file(file_id, title, url, size),
+        "mode": "snippet",
+        "mimetype": "text/plain",
+        "filetype": "python",
+        "preview": "def predict(tokens):",
+        "lines": 2,
+    }
+
+
+def slack_connect_stub(file_id: str) -> dict[str, Any]:
+    """A file shared from another organisation (Slack Connect): only its id; ``files.info``
+    (with the bot's token) gives the rest."""
+    return {"id": file_id, "file_access": "check_file_info", "created": 1700000000}
+
+
+def hidden_by_limit_file(file_id: str) -> dict[str, Any]:
+    """A file beyond the free plan's visible history: Slack hides everything but its id."""
+    return {"id": file_id, "mode": "hidden_by_limit", "created": 1600000000}
+
+
+def external_file(file_id: str, name: str) -> dict[str, Any]:
+    """A link to a file on another service (Google Drive ...): nothing Slack can serve."""
+    return {
+        "id": file_id,
+        "name": name,
+        "title": name,
+        "mode": "external",
+        "is_external": True,
+        "external_type": "gdrive",
+        "url_private": "https://docs.google.com/document/d/1abc/edit",
+        "filetype": "gdoc",
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):

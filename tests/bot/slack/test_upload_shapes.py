@@ -10,6 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from fakes.slack import (
+    external_file,
+    hidden_by_limit_file,
+    hosted_file,
+    slack_connect_stub,
+    snippet_file,
+)
+
 from storage.db import session_scope
 from storage.models import InboundStatus, InboundUpload, Submission, utcnow
 
@@ -34,18 +42,7 @@ def _share(files: list[dict]) -> dict:
 
 def _file(slack_app, file_id: str, name: str, content: bytes = SOLUTION) -> dict:
     url = slack_app.fake.add_file(file_id, name, content)
-    return {
-        "id": file_id,
-        "name": name,
-        "title": name,
-        "mimetype": "text/x-python",
-        "filetype": "python",
-        "size": len(content),
-        "mode": "hosted",
-        "is_external": False,
-        "url_private": url,
-        "url_private_download": url,
-    }
+    return hosted_file(file_id, name, url, len(content))
 
 
 def _submissions(slack_app) -> list[Submission]:
@@ -73,8 +70,7 @@ def test_a_fourth_file_in_one_message_is_refused_with_a_message(slack_app, open_
 def test_a_slack_connect_stub_is_completed_with_files_info(slack_app, open_round):
     full = _file(slack_app, "F0CONNECT1", "shared.py")
     slack_app.fake.add_file_info(full)
-    stub = {"id": "F0CONNECT1", "file_access": "check_file_info", "created": 1700000000}
-    slack_app.event(_share([stub]))
+    slack_app.event(_share([slack_connect_stub("F0CONNECT1")]))
     slack_app.fake.wait_for("files.info", lambda c: c.args["file"] == "F0CONNECT1")
     _replies(slack_app)
     (submission,) = _submissions(slack_app)
@@ -82,26 +78,25 @@ def test_a_slack_connect_stub_is_completed_with_files_info(slack_app, open_round
 
 
 def test_a_file_hidden_by_the_plan_limit_gets_a_clear_message(slack_app, open_round):
-    hidden = {"id": "F0HIDDEN01", "mode": "hidden_by_limit", "created": 1600000000}
-    slack_app.event(_share([hidden]))
+    slack_app.event(_share([hidden_by_limit_file("F0HIDDEN01")]))
     (text,) = _replies(slack_app)
     assert "plan" in text and "Upload the file again" in text
     assert _submissions(slack_app) == []
 
 
 def test_an_external_file_is_refused_with_what_to_do(slack_app, open_round):
-    external = {
-        "id": "F0GDRIVE01",
-        "name": "solution.py",
-        "mode": "external",
-        "is_external": True,
-        "external_type": "gdrive",
-        "url_private": "https://docs.google.com/document/d/abc",
-    }
-    slack_app.event(_share([external]))
+    slack_app.event(_share([external_file("F0GDRIVE01", "solution.py")]))
     (text,) = _replies(slack_app)
     assert "link to another service" in text
     assert _submissions(slack_app) == []
+
+
+def test_a_python_snippet_is_taken_as_a_py_file(slack_app, open_round):
+    url = slack_app.fake.add_file("F0SNIPPET1", "my solution", SOLUTION)
+    slack_app.event(_share([snippet_file("F0SNIPPET1", "my solution", url, len(SOLUTION))]))
+    _replies(slack_app)
+    (submission,) = _submissions(slack_app)
+    assert submission.filename == "my solution.py"
 
 
 def test_a_download_failing_for_a_moment_is_retried_not_refused(slack_app, open_round):
