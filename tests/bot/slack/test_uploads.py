@@ -329,3 +329,43 @@ def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app
         assert session.get(InboundUpload, "F9").status == InboundStatus.REFUSED
     assert _submissions(slack_app) == []
     assert slack_app.fake.download_count == 0
+
+
+def test_a_modal_submission_gets_its_verdict_plot_in_the_dm(slack_app, open_round):
+    """`/puzzle submit` has no DM channel: the verdict and its plot must still reach the user's
+    DM with the bot, threaded under the status message (issue 16, break 1)."""
+    source = get_puzzle("palindromes").solution_path.read_bytes()
+    url = slack_app.fake.add_file("F0MODAL001", "solution.py", source)
+    values = {
+        "solution_file": {
+            "file": {
+                "type": "file_input",
+                "files": [
+                    {
+                        "id": "F0MODAL001",
+                        "name": "solution.py",
+                        "size": len(source),
+                        "url_private_download": url,
+                    }
+                ],
+            }
+        },
+        "writeup": {"url": {"type": "url_text_input", "value": None}},
+    }
+    assert (
+        slack_app.view_submission("submit_solution", values, user="U0ALICE001").status_code == 200
+    )
+    slack_app.fake.wait_for("chat.postMessage", lambda c: "Submission #" in str(c.args["text"]))
+    (sub,) = _submissions(slack_app)
+    assert sub.dm_channel is None
+    assert _verify(slack_app, sub.id) == "verified"
+    _drain(slack_app)
+    (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
+    assert plot.args["channel_id"] == "D0ALICE001"
+    status = next(
+        m for m in slack_app.fake.messages["D0ALICE001"] if "Submission #" in str(m.get("text"))
+    )
+    assert plot.args["thread_ts"] == status["ts"]
+    with session_scope(slack_app.factory) as session:
+        failed = session.query(OutboxMessage).filter(OutboxMessage.status != OutboxStatus.SENT)
+        assert [(r.idempotency_key, r.last_error) for r in failed] == []
