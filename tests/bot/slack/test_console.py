@@ -57,6 +57,7 @@ def test_console_cycle_puzzle_submit_verdict(sqlite_url, tmp_path):
     text = out.getvalue()
     assert "(updated)" in text and "running" in text
     assert "Verdict for submission #1" in text
+    assert "[DM] (file)" in text and "submission-1-attempt-1.png" in text  # the plot, in the DM
     assert "[#CROUND" in text and "@UCONSOLE verified a solution" in text
     console.handle("home")
     assert "[App Home]" not in text  # rendered just now, after the snapshot
