@@ -279,7 +279,10 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
 ):
     with session_scope(factory) as s:
         outbox.enqueue(
-            session=s, key="top", method="chat_postMessage", payload={"channel": "U7", "text": "p"}
+            session=s,
+            key="top",
+            method="chat_postMessage",
+            payload={"channel": "U0USER0007", "text": "p"},
         )
     assert _drain(factory, client, rounds=1) == 1
     with session_scope(factory) as s:
@@ -287,7 +290,7 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
             session=s,
             key="reply",
             method="chat_postMessage",
-            payload={"channel": "U7", "text": "r"},
+            payload={"channel": "U0USER0007", "text": "r"},
             thread_key="top",
         )
     _send_and_die(factory, client, death)
@@ -299,14 +302,17 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
     )
     assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["p", "r"]
     # The reply goes where its parent landed (the DM), so the read-back needs no conversations.open.
-    assert [c.args["channel"] for c in fake_slack.calls_to("chat.postMessage")] == ["U7", "D7"]
+    assert [c.args["channel"] for c in fake_slack.calls_to("chat.postMessage")] == [
+        "U0USER0007",
+        "D0USER0007",
+    ]
     assert fake_slack.calls_to("conversations.open") == []
     (lookup,) = fake_slack.calls_to("conversations.replies")
     with session_scope(factory) as s:
         parent, reply = outbox.get(session=s, key="top"), outbox.get(session=s, key="reply")
-        assert lookup.args["channel"] == "D7" and lookup.args["ts"] == parent.slack_ts
-        assert reply.status == OutboxStatus.SENT and reply.slack_channel == "D7"
-        assert reply.slack_ts == fake_slack.messages["D7"][1]["ts"] != parent.slack_ts
+        assert lookup.args["channel"] == "D0USER0007" and lookup.args["ts"] == parent.slack_ts
+        assert reply.status == OutboxStatus.SENT and reply.slack_channel == "D0USER0007"
+        assert reply.slack_ts == fake_slack.messages["D0USER0007"][1]["ts"] != parent.slack_ts
 
 
 def test_plot_uploaded_before_a_crash_is_not_uploaded_again(factory, client, fake_slack, death):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 
+from fakes.slack import BOT_USER_ID
+
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
 from storage.models import OutboxMessage, OutboxStatus, Submission, SubmissionStatus
 
-DM = "D0USER1"
+DM = "D0USER0001"
 
 
 def _file_event(
@@ -24,7 +26,7 @@ def _file_event(
         "subtype": "file_share",
         "channel": DM,
         "channel_type": "im",
-        "user": "U1",
+        "user": "U0USER0001",
         "ts": ts,
         "text": "",
         "files": [
@@ -90,15 +92,18 @@ def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_
     assert verdicts[0].args["channel"] == DM and verdicts[0].args["thread_ts"] == event["ts"]
     (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
     assert plot.args["thread_ts"] == event["ts"]
-    # The round channel hears only that U1 verified, nothing about the mechanism.
+    # The round channel hears only that U0USER0001 verified, nothing about the mechanism.
     # (The channel's pinned leaderboard is posted there too; it shows no mechanism either.)
     (line,) = slack_app.fake.wait_for(
         "chat.postMessage",
-        lambda c: c.args["channel"] == "CROUND" and str(c.args.get("text")).startswith("<@U1>"),
+        lambda c: (
+            c.args["channel"] == "C0ROUND001"
+            and str(c.args.get("text")).startswith("<@U0USER0001>")
+        ),
     )
-    assert line.args["text"].startswith("<@U1> verified a solution")
+    assert line.args["text"].startswith("<@U0USER0001> verified a solution")
     for post in slack_app.fake.calls_to("chat.postMessage"):
-        if post.args["channel"] == "CROUND":
+        if post.args["channel"] == "C0ROUND001":
             assert "Verdict" not in str(post.args.get("blocks"))
     (updated,) = _submissions(slack_app)
     assert updated.status == SubmissionStatus.VERIFIED
@@ -153,7 +158,7 @@ def test_modal_submit_creates_one_submission_threaded_under_its_status(slack_app
     status = slack_app.fake.wait_for("chat.postMessage", lambda c: "Submission #" in c.args["text"])
     (sub,) = _submissions(slack_app)
     assert sub.writeup_url == "https://example.com/post" and sub.thread_ts is None
-    assert status[0].args["channel"] == "U1"  # the DM with the bot
+    assert status[0].args["channel"] == "U0USER0001"  # the DM with the bot
 
 
 def test_modal_without_file_shows_field_error(slack_app, open_round):
@@ -192,7 +197,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "type": "message",
             "channel": DM,
             "channel_type": "im",
-            "user": "U1",
+            "user": "U0USER0001",
             "ts": "1.1",
             "text": "hi",
         }
@@ -204,7 +209,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "type": "message",
             "channel": DM,
             "channel_type": "im",
-            "user": "U1",
+            "user": "U0USER0001",
             "ts": "1.2",
             "thread_ts": "1.0",
             "text": "thanks",
@@ -216,7 +221,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "channel": DM,
             "channel_type": "im",
             "bot_id": "B1",
-            "user": "UBOT",
+            "user": BOT_USER_ID,
             "ts": "1.3",
             "text": "our own post",
         }
