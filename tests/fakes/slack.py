@@ -119,7 +119,9 @@ class FakeSlack:
         self.strict_triggers = False  # views.open accepts only triggers from new_trigger()
         self.strict_updates = False  # chat.update of an unknown ts -> message_not_found
         self.file_infos: dict[str, dict[str, Any]] = {}  # files.info answers
-        self.inactive_users: set[str] | None = None  # their ephemerals are never seen
+        # Slack answers ok to chat.postEphemeral but shows it only to a user active in that
+        # conversation right then: these users' ephemerals are never seen.
+        self.inactive_users: set[str] | None = None
         self.ephemerals_seen: list[dict[str, Any]] = []
         self.pending_shares: list[tuple[str, dict[str, Any]]] = []
         self.hold_shares = False  # keep file shares pending until complete_shares()
@@ -408,8 +410,11 @@ class FakeSlack:
         for name in rule.users:
             values = str(args.get(name) or "").split(",") if args.get(name) else []
             if any(not USER_ID.match(v) for v in values):
-                error = "user_not_found" if method != "conversations.open" else "user_not_found"
-                return {"ok": False, "error": error, "detail": f"{name}={args.get(name)!r}"}
+                return {
+                    "ok": False,
+                    "error": "user_not_found",
+                    "detail": f"{name}={args.get(name)!r}",
+                }
         return getattr(self, "_" + method.replace(".", "_"))(args)
 
     def _auth_test(self, args: dict) -> dict:

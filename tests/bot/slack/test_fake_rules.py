@@ -111,3 +111,20 @@ def test_a_file_share_appears_a_moment_after_the_upload(client, fake_slack):
     assert fake_slack.complete_shares() == 1
     (shared,) = client.conversations_history(channel="C0PUZZLES1")["messages"]
     assert shared["files"][0]["name"] == "p.png"
+
+
+def test_an_ephemeral_to_an_inactive_user_is_accepted_and_never_seen(client, fake_slack):
+    fake_slack.add_channel("C0PUZZLES1", "puzzles", bot_member=True)
+    fake_slack.inactive_users = {"U0AWAY0001"}
+    for user in ("U0AWAY0001", "U0HERE0001"):
+        assert client.chat_postEphemeral(channel="C0PUZZLES1", user=user, text="hi")["ok"]
+    assert [e["user"] for e in fake_slack.ephemerals_seen] == ["U0HERE0001"]
+
+
+def test_socket_mode_url_needs_the_app_level_token(client, fake_slack):
+    fake_slack.socket_mode_url = "ws://127.0.0.1:1/link/"
+    assert _error(lambda: client.apps_connections_open(app_token=fake_slack.token)) == (
+        "not_allowed_token_type"
+    )
+    opened = client.apps_connections_open(app_token=fake_slack.app_token)
+    assert opened["url"].startswith("ws://127.0.0.1:1/link/?ticket=")
