@@ -109,6 +109,10 @@ class ConsoleClient:
         self._print("[modal]", render(view))
         return _Response({"ok": True})
 
+    def conversations_open(self, *, users: str, **_: Any) -> _Response:
+        """The DM with a user (the outbox shares files only into a conversation)."""
+        return _Response({"ok": True, "channel": {"id": CONSOLE_DM}})
+
     def pins_add(self, *, channel: str, timestamp: str, **_: Any) -> _Response:
         self._print(f"[{self._channel(channel)}] (pinned)", timestamp)
         return _Response({"ok": True})

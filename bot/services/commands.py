@@ -15,13 +15,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot import slack_refs
 from bot.services import admins, leaderboards, overview, users
 from bot.settings import Settings
 from bot.views import puzzle as puzzle_views
 from bot.views.submissions import build_my_submissions
 from storage.models import RoundStatus, Submission, utcnow
 
-_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
 ADMIN_USAGE = (
     "Admin: `list` · `grant @user` · `revoke @user` · `reverify <submission id>` · "
     '`hint add "<when>" <text>` (and `hint list|edit|cancel|release`) · '
@@ -36,11 +36,10 @@ class CommandResult:
     modal: dict[str, Any] | None = None
 
 
-def parse_user(word: str) -> str | None:
-    match = _MENTION.match(word.strip())
-    if not match:
-        return None
-    return match.group(1) or match.group(2)
+def parse_user(word: str, *, directory: slack_refs.Directory | None = None) -> str:
+    """The user id ``word`` names (a mention, an id or a name); raises ``RefError`` (a
+    ``ValueError``) with a message for the admin."""
+    return slack_refs.resolve_user(word, directory=directory)
 
 
 def run_puzzle_command(
@@ -51,7 +50,9 @@ def run_puzzle_command(
     text: str,
     channel_id: str = "",
     now: datetime | None = None,
+    directory: slack_refs.Directory | None = None,
 ) -> CommandResult:
+    """``directory`` looks up plain user/channel names (Slack's; None in the console)."""
     now = now or utcnow()
     users.ensure(session=session, user_id=user_id)
     words = (text or "").strip().split(maxsplit=1)
@@ -92,6 +93,7 @@ def run_puzzle_command(
                 text=rest,
                 channel_id=channel_id,
                 now=now,
+                directory=directory,
             )
         )
     is_admin = admins.is_admin(session=session, user_id=user_id, configured=settings.admins)
@@ -125,6 +127,7 @@ def run_admin_command(
     channel_id: str = "",
     now: datetime | None = None,
     authorized: bool = False,
+    directory: slack_refs.Directory | None = None,
 ) -> dict[str, Any]:
     """`/puzzle admin <verb> ...`: authorized and audited for ``actor_id``, then run.
 
@@ -160,6 +163,7 @@ def run_admin_command(
                 rest=rest,
                 channel_id=channel_id,
                 now=now,
+                directory=directory,
             )
     except (ValueError, LookupError, PermissionError) as exc:
         return puzzle_views.build_error_message(str(exc))
@@ -175,6 +179,7 @@ def _admin_action(
     rest: str,
     channel_id: str,
     now: datetime,
+    directory: slack_refs.Directory | None = None,
 ) -> str:
     if verb in ("help", ""):
         return ADMIN_USAGE
@@ -189,9 +194,9 @@ def _admin_action(
         ]
         return "\n".join(lines)
     if verb in ("grant", "revoke"):
-        target = parse_user(rest.split()[0]) if rest.split() else None
-        if target is None:
+        if not rest.split():
             raise ValueError(f"whom? `/puzzle admin {verb} @user`")
+        target = parse_user(rest.split()[0], directory=directory)
         if verb == "grant":
             admins.grant(session=session, actor_id=actor_id, user_id=target)
             return f"<@{target}> is now an admin."
@@ -212,6 +217,7 @@ def _admin_action(
             channel_id=channel_id,
             now=now,
             settings=settings,
+            directory=directory,
         )
     if verb == "hint":
         from bot.services import hints
@@ -220,7 +226,7 @@ def _admin_action(
             session=session, text=rest, actor_id=actor_id, now=now, settings=settings
         )
     if verb == "credit":
-        return _credit(session=session, actor_id=actor_id, rest=rest, now=now)
+        return _credit(session=session, actor_id=actor_id, rest=rest, now=now, directory=directory)
     raise ValueError(f"unknown admin command `{verb}`. {ADMIN_USAGE}")
 
 
@@ -240,7 +246,14 @@ def _reverify(*, session: Session, actor_id: str, rest: str, now: datetime) -> s
     return f"Submission #{submission.id} is queued for verification again."
 
 
-def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str:
+def _credit(
+    *,
+    session: Session,
+    actor_id: str,
+    rest: str,
+    now: datetime,
+    directory: slack_refs.Directory | None = None,
+) -> str:
     from bot.services import credits
 
     try:
@@ -248,10 +261,9 @@ def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str
     except ValueError as exc:
         raise ValueError(str(exc)) from exc
     words, round_ref = _round_option(words)
-    if len(words) < 2 or parse_user(words[0]) is None:
+    if len(words) < 2:
         raise ValueError(CREDIT_USAGE)
-    target = parse_user(words[0])
-    assert target is not None
+    target = parse_user(words[0], directory=directory)
     round_id = _credit_round(session=session, ref=round_ref, now=now)
     users.ensure(session=session, user_id=target)
     credit = credits.award(
