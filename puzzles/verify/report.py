@@ -86,7 +86,19 @@ PLOT_WIDTH_IN, PLOT_DPI = 4.0, 180  # 720 px: sharp on a 2x screen, legible at S
 
 
 def _value_label(ax: Any, x: float, y: float, text: str, *, horizontal: bool) -> None:
-    if horizontal:
+    if horizontal and x > 0.3:  # inside the bar's end: clear of a pass-mark tick beyond it
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(-3, 0),
+            textcoords="offset points",
+            va="center",
+            ha="right",
+            fontsize=8,
+            color="white",
+            fontweight="bold",
+        )
+    elif horizontal:
         ax.annotate(
             text, (x, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
         )
@@ -100,29 +112,26 @@ def _short(name: str, limit: int = 14) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _summary_rows(verdict: Verdict) -> list[tuple[str, float, float | None, bool]]:
-    """(label, value, threshold, passed) for each check's headline scores, replication first."""
-    rows = []
+def _summary_rows(verdict: Verdict) -> list[tuple[str, float, float | None, bool | None]]:
+    """(label, value, threshold, passed) for each check's scores, replication first.
+
+    A check's headline score carries its pass mark and colour; the parts it is made of (held-out,
+    edge cases) are shown beside it in a neutral colour, since the mark applies to the whole.
+    """
+    rows: list[tuple[str, float, float | None, bool | None]] = []
     replication = verdict.checks.get("replication")
     if replication is not None:
         d = replication.details
+        if replication.score is not None:
+            rows.append(
+                ("replication", float(replication.score), replication.threshold, replication.passed)
+            )
         for key, label in (
             ("agreement_heldout", "held-out"),
             ("agreement_edge_cases", "edge cases"),
         ):
             if d.get(key) is not None:
-                rows.append(
-                    (
-                        f"replication\n{label}",
-                        float(d[key]),
-                        replication.threshold,
-                        replication.passed,
-                    )
-                )
-        if not rows and replication.score is not None:
-            rows.append(
-                ("replication", float(replication.score), replication.threshold, replication.passed)
-            )
+                rows.append((f"replication\n{label}", float(d[key]), None, None))
     circuit = verdict.checks.get("circuit")
     if circuit is not None and circuit.score is not None:
         rows.append(
@@ -186,7 +195,9 @@ def build_plot(verdict: Verdict) -> Any:
         labels = [r[0] for r in rows]
         values = [r[1] for r in rows]
         ys = list(range(len(rows)))[::-1]
-        colors = [PASS_COLOR if r[3] else FAIL_COLOR for r in rows]
+        colors = [
+            NEUTRAL_COLOR if r[3] is None else PASS_COLOR if r[3] else FAIL_COLOR for r in rows
+        ]
         ax.barh(ys, values, color=colors, height=0.6)
         for y, (_, value, threshold, _) in zip(ys, rows, strict=True):
             _value_label(ax, max(value, 0.0), y, f"{value:.2f}", horizontal=True)
