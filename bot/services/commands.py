@@ -16,18 +16,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from bot import slack_refs
-from bot.services import admins, leaderboards, overview, users
+from bot.services import admins, grammar, leaderboards, overview, users
 from bot.settings import Settings
 from bot.views import puzzle as puzzle_views
 from bot.views.submissions import build_my_submissions
 from storage.models import RoundStatus, Submission, utcnow
 
-ADMIN_USAGE = (
-    "Admin: `list` · `grant @user` · `revoke @user` · `reverify <submission id>` · "
-    '`hint add "<when>" <text>` (and `hint list|edit|cancel|release`) · '
-    "`round plan|list|show|reschedule|cancel ...` · "
-    '`credit @user best|mention ["note"] [round=<id>]`'
-)
+ADMIN_USAGE = "Admin: " + grammar.group_usage("admin")
 
 
 @dataclass
@@ -58,32 +53,6 @@ def run_puzzle_command(
     words = (text or "").strip().split(maxsplit=1)
     sub = words[0].lower() if words else ""
     rest = words[1] if len(words) > 1 else ""
-    if sub in ("", "show", "puzzle"):
-        return CommandResult(
-            message=puzzle_views.build_puzzle_message(overview.current(session=session, now=now))
-        )
-    if sub == "submit":
-        current = overview.current(session=session, now=now)
-        if current.round is None:
-            return CommandResult(
-                message=puzzle_views.build_error_message("There is no open round to submit to.")
-            )
-        return CommandResult(
-            modal=puzzle_views.build_submit_modal(
-                puzzle_title=current.puzzle_title, private_metadata=str(current.round.id)
-            )
-        )
-    if sub == "hints":
-        return CommandResult(
-            message=puzzle_views.build_hints_message(overview.current(session=session, now=now))
-        )
-    if sub == "leaderboard":
-        return CommandResult(message=leaderboard_message(session=session, user_id=user_id, now=now))
-    if sub == "me":
-        mine = overview.my_submissions(session=session, user_id=user_id)
-        return CommandResult(
-            message=build_my_submissions(mine.submissions, best_score=mine.best_score)
-        )
     if sub == "admin":
         return CommandResult(
             message=run_admin_command(
@@ -96,8 +65,36 @@ def run_puzzle_command(
                 directory=directory,
             )
         )
+    command, _ = grammar.resolve(words[:1])
+    name = None if command is None else "".join(command.words[:1])
+    if name == "":
+        return CommandResult(
+            message=puzzle_views.build_puzzle_message(overview.current(session=session, now=now))
+        )
+    if name == "submit":
+        current = overview.current(session=session, now=now)
+        if current.round is None:
+            return CommandResult(
+                message=puzzle_views.build_error_message("There is no open round to submit to.")
+            )
+        return CommandResult(
+            modal=puzzle_views.build_submit_modal(
+                puzzle_title=current.puzzle_title, private_metadata=str(current.round.id)
+            )
+        )
+    if name == "hints":
+        return CommandResult(
+            message=puzzle_views.build_hints_message(overview.current(session=session, now=now))
+        )
+    if name == "leaderboard":
+        return CommandResult(message=leaderboard_message(session=session, user_id=user_id, now=now))
+    if name == "me":
+        mine = overview.my_submissions(session=session, user_id=user_id)
+        return CommandResult(
+            message=build_my_submissions(mine.submissions, best_score=mine.best_score)
+        )
     is_admin = admins.is_admin(session=session, user_id=user_id, configured=settings.admins)
-    unknown = None if sub in ("help", "-h", "--help") else sub
+    unknown = None if name == "help" else sub
     return CommandResult(
         message=puzzle_views.build_help_message(is_admin=is_admin, unknown=unknown)
     )
@@ -181,8 +178,17 @@ def _admin_action(
     now: datetime,
     directory: slack_refs.Directory | None = None,
 ) -> str:
-    if verb in ("help", ""):
+    if verb in ("help", "-h", "--help", ""):
         return ADMIN_USAGE
+    # The grammar is the gate: what help does not list is not run (and help lists what runs).
+    group = ("admin", verb) in grammar.GROUPS  # `hint ...`, `round ...`: their own usage
+    further = rest.split(maxsplit=1)[:1] if group else []
+    if further and further[0].lower() in ("help", "-h", "--help"):
+        further = []
+    if not (group and not further) and grammar.resolve(["admin", verb, *further])[0] is None:
+        what = " ".join([verb, *further])
+        usage = grammar.group_usage("admin", verb, drop=2) if further else ADMIN_USAGE
+        raise ValueError(f"unknown admin command `{what}`. Try: {usage}")
     if verb == "list":
         names = admins.list_admins(session=session, configured=settings.admins)
         recent = admins.recent_audit(session=session, limit=10)
@@ -226,7 +232,14 @@ def _admin_action(
             session=session, text=rest, actor_id=actor_id, now=now, settings=settings
         )
     if verb == "credit":
-        return _credit(session=session, actor_id=actor_id, rest=rest, now=now, directory=directory)
+        return _credit(
+            session=session,
+            actor_id=actor_id,
+            rest=rest,
+            now=now,
+            configured=settings.admins,
+            directory=directory,
+        )
     raise ValueError(f"unknown admin command `{verb}`. {ADMIN_USAGE}")
 
 
@@ -252,6 +265,7 @@ def _credit(
     actor_id: str,
     rest: str,
     now: datetime,
+    configured: list[str],
     directory: slack_refs.Directory | None = None,
 ) -> str:
     from bot.services import credits
@@ -274,6 +288,7 @@ def _credit(
         kind=words[1],
         note=" ".join(words[2:]),
         now=now,
+        configured_admins=configured,
     )
     return f"Awarded {credit.kind.value.replace('_', ' ')} to <@{target}> for round #{credit.round_id}."
 

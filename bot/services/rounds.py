@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox, slack_refs
+from bot.services import grammar
 from bot.settings import Settings, get_settings
 from puzzles.catalog import Puzzle, UnknownPuzzle, get_puzzle
 from storage.models import (
@@ -492,10 +493,9 @@ def results(*, session: Session, round_id: int, top: int = 5) -> RoundResults:
 # --- `/puzzle admin round ...` ---------------------------------------------------------------
 
 ROUND_USAGE = (
-    'Usage: `/puzzle admin round plan <puzzle> [opens "<when>"] [closes "<when>"] [channel #c]`'
-    ' · `round list` · `round show <id>` · `round reschedule <id> [opens "<when>"] '
-    '[closes "<when>"]` · `round cancel <id>` · `round announce <id>` / '
-    "`round post-solutions <id>` (a post missed while the bot was down)"
+    "Usage: "
+    + grammar.group_usage("admin", "round")
+    + " (`announce`, `post-solutions`: a post missed while the bot was down)"
 )
 
 
