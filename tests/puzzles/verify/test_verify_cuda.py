@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +92,44 @@ def test_engine_on_cuda_equals_naive_and_cpu(ablation: str) -> None:
     expected = circuit_check(engines["cpu"][1], comps[:1], config=config)
     for key in ("faithfulness", "minimality", "metric_circuit", "per_example_faithfulness"):
         assert _close(result.details[key], expected.details[key]), key
+
+
+FORKED_WORKER = """
+import multiprocessing, os, sys
+os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # what bot.jobs.default_queues sets
+import torch
+assert torch.cuda.is_available()
+import puzzles.models, puzzles.verify.engine  # what bot.jobs._preload imports before forking
+assert not torch.cuda.is_initialized(), "the parent initialised CUDA before forking"
+
+def child(results):
+    from puzzles.catalog import get_puzzle
+    from puzzles.verify import verify_submission
+    puzzle = get_puzzle(sys.argv[1])
+    verdict = verify_submission(
+        puzzle.solution_path.read_bytes(), "solution.py", puzzle,
+        device="cuda", sandbox=False, heldout_size=200,
+    )
+    results.put((verdict.device, verdict.passed, verdict.error))
+
+results = multiprocessing.get_context("fork").SimpleQueue()
+process = multiprocessing.get_context("fork").Process(target=child, args=(results,))
+process.start()
+process.join(120)
+print("CHILD", process.exitcode, results.get() if not results.empty() else None)
+"""
+
+
+def test_a_forked_pool_child_verifies_on_cuda() -> None:
+    """The GPU worker's order of things: Celery's prefork pool forks after the parent looked for
+    CUDA and imported the engine; CUDA cannot be initialised again in a child once the parent did."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_WORKER, SLUGS[0]],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CHILD 0 ('cuda', True, None)" in done.stdout, (done.stdout, done.stderr[-2000:])
