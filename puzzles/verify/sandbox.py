@@ -53,10 +53,11 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    memory_mb: int = 2048
+    memory_mb: int = 1536
     """Address space the submission may add to the interpreter with torch imported (RLIMIT_AS is
     set to that base plus this once torch is in: the base is ~0.6 GB with a CPU build of torch,
-    several GB with a CUDA build)."""
+    ~3.8 GB with a CUDA build). 1536 keeps the ~1.4 GB a submission had under the former 2 GB
+    total on a CPU worker."""
     cpu_seconds: int = 60
     wall_seconds: float = 30.0
     """Wall clock for one job, counted from handing the job over (not from interpreter start)."""

@@ -108,7 +108,7 @@ def child(results):
     puzzle = get_puzzle(sys.argv[1])
     verdict = verify_submission(
         puzzle.solution_path.read_bytes(), "solution.py", puzzle,
-        device="cuda", sandbox=False, heldout_size=200,
+        device="cuda", sandbox=False,
     )
     results.put((verdict.device, verdict.passed, verdict.error))
 
