@@ -62,6 +62,12 @@ class NaiveEngine:
         return naive_logits(self.model, self._reference, mask)
 
 
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return device
+
+
 def _circuit_of(puzzle) -> list[str]:
     for node in ast.parse(puzzle.solution_path.read_text()).body:
         if isinstance(node, ast.Assign) and any(
@@ -69,6 +75,24 @@ def _circuit_of(puzzle) -> list[str]:
         ):
             return list(ast.literal_eval(node.value))
     raise SystemExit(f"{puzzle.slug}: no literal CIRCUIT in solution.py")
+
+
+def _synced(fn, device: str):
+    """``fn`` then a wait for the GPU: CUDA kernels run asynchronously, a bare timer would
+    measure only their launch."""
+    if not device.startswith("cuda"):
+        return fn
+
+    def run():
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+
+    return run
+
+
+def _sync_after(device: str):
+    return lambda fn: _synced(fn, device)
 
 
 def _median_time(fn, repeat: int) -> tuple[float, object]:
@@ -107,14 +131,15 @@ def main() -> None:
     positions = task.ANSWER_POSITIONS
     print(
         f"{puzzle.slug}: {cfg.n_layers} layers x {cfg.n_heads} heads, batch {args.batch}, "
-        f"device {args.device}, torch threads {torch.get_num_threads()}"
+        f"device {_device_name(args.device)}, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()}"
     )
 
     with torch.no_grad():
         raw = AblationEngine(model, tokens, answer_positions=task.ANSWER_POSITIONS)
         # one forward in plain torch: the same weights without the bridge's hook wrappers
-        plain, _ = _median_time(raw._clean_run, args.repeat)
-        bridge, _ = _median_time(lambda: model(tokens), args.repeat)
+        plain, _ = _median_time(_synced(raw._clean_run, args.device), args.repeat)
+        bridge, _ = _median_time(_synced(lambda: model(tokens), args.device), args.repeat)
     print(
         f"one plain torch forward {plain * 1e3:.1f} ms; "
         f"one TransformerBridge forward {bridge * 1e3:.1f} ms"
@@ -123,10 +148,12 @@ def main() -> None:
     for label, circuit in circuits.items():
         variants = len(circuit) + 2
 
+        @_sync_after(args.device)
         def engine_run(circuit=circuit):
             engine = AblationEngine(model, tokens, answer_positions=positions)
             return circuit_check(engine, circuit, config=config)
 
+        @_sync_after(args.device)
         def naive_run(circuit=circuit):
             engine = NaiveEngine(model, tokens, answer_positions=positions)
             return circuit_check(engine, circuit, config=config)

@@ -5,7 +5,11 @@ torch import overlaps with the model work in this process); "pool" takes one pre
 :class:`SandboxPool` (python up, torch imported) while the pool starts its replacement. The model is
 loaded once per process, as in the worker. Prints p50/p90 per puzzle and the cold/pool ratio::
 
-    python bench/verify.py [--puzzle SLUG ...] [--runs 8] [--pool-size 2] [--device cpu]
+    python bench/verify.py [--puzzle SLUG ...] [--runs 8] [--pool-size 2] [--device cpu|cuda]
+                           [--unsafe-no-sandbox]
+
+``--unsafe-no-sandbox`` times the same path without bubblewrap (the reference solutions are
+trusted code), for machines without it.
 """
 
 from __future__ import annotations
@@ -29,13 +33,17 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _run(puzzle, source: bytes, runs: int, device: str, pool: SandboxPool | None) -> list[float]:
+def _run(
+    puzzle, source: bytes, runs: int, device: str, pool: SandboxPool | None, sandbox: bool
+) -> list[float]:
     times = []
     for _ in range(runs):
         if pool is not None:
             time.sleep(2.0)  # submissions arrive spaced out; the pool refills in between
         started = time.perf_counter()
-        verdict = verify_submission(source, "solution.py", puzzle, device=device, pool=pool)
+        verdict = verify_submission(
+            source, "solution.py", puzzle, device=device, pool=pool, sandbox=sandbox
+        )
         times.append(time.perf_counter() - started)
         assert verdict.passed, verdict.report_md
     return times
@@ -50,7 +58,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: robust on a busy box)"
     )
+    parser.add_argument("--unsafe-no-sandbox", action="store_true")
     args = parser.parse_args()
+    sandbox = not args.unsafe_no_sandbox
     import torch
 
     torch.set_num_threads(args.threads)
@@ -64,20 +74,22 @@ def main() -> None:
     ]
     print(
         f"end-to-end verify of each reference solution, {args.runs} runs, device {args.device}, "
-        f"torch threads {args.threads}, load average {os.getloadavg()[0]:.1f}"
+        f"torch {torch.__version__}, torch threads {args.threads}, "
+        f"{'bubblewrap' if sandbox else 'NO sandbox (--unsafe-no-sandbox)'}, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     all_pool = []
     for puzzle in puzzles:
         source = puzzle.solution_path.read_bytes()
         try:  # load the model, warm up
-            verify_submission(source, "solution.py", puzzle, device=args.device)
+            verify_submission(source, "solution.py", puzzle, device=args.device, sandbox=sandbox)
         except Exception as exc:  # a catalog entry being rebuilt right now
             print(f"{puzzle.slug:16s} skipped: {type(exc).__name__}: {str(exc)[:80]}")
             continue
-        cold = _run(puzzle, source, args.runs, args.device, None)
-        with SandboxPool(size=args.pool_size) as pool:
+        cold = _run(puzzle, source, args.runs, args.device, None, sandbox)
+        with SandboxPool(size=args.pool_size, use_bwrap=sandbox) as pool:
             pool.acquire().close()  # let the first pre-started sandboxes come up
-            warm = _run(puzzle, source, args.runs, args.device, pool)
+            warm = _run(puzzle, source, args.runs, args.device, pool, sandbox)
         all_pool += warm
         print(
             f"{puzzle.slug:16s} cold p50 {statistics.median(cold):.2f} s p90 {_quantile(cold, 0.9):.2f} s"

@@ -21,6 +21,7 @@ from slack_bolt import App, BoltResponse
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.listeners import register_listeners
@@ -35,6 +36,7 @@ from storage.models import utcnow
 log = logging.getLogger(__name__)
 
 AUTH_RETRY_S = 60.0
+RATE_LIMIT_RETRIES = 2
 LISTENER_THREADS = 64
 
 
@@ -98,7 +100,12 @@ def build_app(
     secret = (
         settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     )
+    # Listeners' calls (views.open, views.publish, conversations.open ...) wait out Slack's
+    # ratelimited answer (Retry-After) and retry; the outbox gets a client without it, since it
+    # reschedules a rate-limited row itself instead of blocking its thread.
     client = WebClient(token=token, base_url=settings.slack_api_url)
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES))
+    outbox_client = WebClient(token=token, base_url=settings.slack_api_url)
     factory = session_factory or make_session_factory(settings.db_url)
     identity = _BotIdentity(client)
     identity.check()
@@ -128,7 +135,7 @@ def build_app(
         ),
     )
     dispatcher = Dispatcher(
-        session_factory=factory, client=client, per_channel_interval=per_channel_interval
+        session_factory=factory, client=outbox_client, per_channel_interval=per_channel_interval
     )
     if start_dispatcher:
         dispatcher.start()
@@ -233,13 +240,25 @@ def run_http(settings: Settings, *, host: str = "0.0.0.0", port: int = 3000) -> 
         dispatcher_of(app).stop()
 
 
+SOCKET_PING_INTERVAL_S = 10.0
+
+
+def socket_mode_handler(
+    app: App, app_token: str, *, ping_interval: float = SOCKET_PING_INTERVAL_S
+) -> Any:
+    """slack_sdk's built-in Socket Mode client for ``app``. It reconnects at once when Slack
+    asks (a ``disconnect`` message), and within ``ping_interval`` seconds after a dropped socket;
+    Slack re-sends what was not acknowledged, and the dedupe middleware handles it once."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    return SocketModeHandler(app, app_token, ping_interval=ping_interval)
+
+
 def run_socket_mode(settings: Settings) -> None:
     if settings.slack_app_token is None:
         raise ValueError("Socket Mode needs CIRCUITBOARD_SLACK_APP_TOKEN (xapp-...), or use --http")
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
     app = build_app(settings)
     try:
-        SocketModeHandler(app, settings.slack_app_token.get_secret_value()).start()
+        socket_mode_handler(app, settings.slack_app_token.get_secret_value()).start()
     finally:
         dispatcher_of(app).stop()

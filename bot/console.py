@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import logging
 import shlex
 import sys
 import threading
@@ -22,12 +23,15 @@ from typing import Any, TextIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.errors import describe
 from bot.outbox import Dispatcher
 from bot.services import commands, home, uploads
 from bot.settings import Settings
 from bot.views.text import render
 from storage.db import session_factory as make_session_factory
 from storage.db import session_scope, upgrade_database
+
+log = logging.getLogger(__name__)
 
 CONSOLE_USER = "UCONSOLE"
 CONSOLE_DM = "DCONSOLE"
@@ -109,8 +113,12 @@ class ConsoleClient:
         self._print("[modal]", render(view))
         return _Response({"ok": True})
 
+    def conversations_open(self, *, users: str, **_: Any) -> _Response:
+        """The DM with a user (the outbox shares files only into a conversation)."""
+        return _Response({"ok": True, "channel": {"id": CONSOLE_DM}})
+
     def pins_add(self, *, channel: str, timestamp: str, **_: Any) -> _Response:
-        self._print(f"[{self._channel(channel)}] (pinned)", timestamp)
+        self._print(f"[{self._channel(channel)}] (pinned)", "the message above is pinned")
         return _Response({"ok": True})
 
 
@@ -142,7 +150,22 @@ class Console:
         self.out.flush()
 
     def handle(self, line: str) -> bool:
-        """Run one input line; False when the user wants to leave."""
+        """Run one input line; False when the user wants to leave.
+
+        Errors a person can fix (no database, a busy one) print one line with what to do, as in
+        the CLI; anything else is logged with its traceback and the console keeps going.
+        """
+        try:
+            return self._handle(line)
+        except Exception as exc:
+            message = describe(exc, self.settings)
+            if message is None:
+                log.exception("console: %r failed", line)
+                message = f"{type(exc).__name__}: {exc} (a bug: the traceback is in the log)"
+            self.say(f"error: {message}")
+            return True
+
+    def _handle(self, line: str) -> bool:
         line = line.strip()
         if not line:
             return True
@@ -156,7 +179,11 @@ class Console:
                 view = home.build_for(session=session, settings=self.settings, user_id=self.user_id)
             self.client.views_publish(user_id=self.user_id, view=view)
             return True
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            self.say(f"I could not read that line ({exc}).")
+            return True
         if words[0] == "submit" or words[:2] == ["/puzzle", "submit"] and len(words) > 2:
             args = words[1:] if words[0] == "submit" else words[2:]
             if not args:
@@ -214,7 +241,14 @@ class Console:
         return outcome.submission_id
 
     def repl(self, stdin: TextIO) -> None:
-        """Prompt, read and handle lines until end of input or ``quit``."""
+        """Prompt, read and handle lines until end of input or ``quit``.
+
+        On a terminal the prompt is prompt_toolkit's, with standard output patched: a verdict
+        printed by the outbox thread appears above the prompt and the line being typed is redrawn.
+        """
+        if stdin.isatty() and self.out is sys.__stdout__:
+            self._terminal_repl()
+            return
         while True:
             self.out.write(PROMPT)
             self.out.flush()
@@ -222,8 +256,46 @@ class Console:
             if not line or not self.handle(line):
                 return
 
+    def _terminal_repl(self, *, pt_input: Any = None, pt_output: Any = None) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        session: PromptSession[str] = PromptSession(input=pt_input, output=pt_output)
+        with patch_stdout(raw=True):
+            # the outbox thread prints through the proxy, which redraws the prompt below it
+            self.out = self.client.out = sys.stdout
+            try:
+                while True:
+                    try:
+                        line = session.prompt(PROMPT)
+                    except EOFError:
+                        return
+                    if not self.handle(line):
+                        return
+            finally:
+                self.out = self.client.out = sys.__stdout__
+
     def flush(self) -> int:
         return self.dispatcher.run_once()
+
+    @property
+    def is_admin(self) -> bool:
+        from bot.services import admins
+
+        with session_scope(self.factory) as session:
+            return admins.is_admin(
+                session=session, user_id=self.user_id, configured=self.settings.admins
+            )
+
+    def shutdown(self, worker: Any = None) -> None:
+        """Stop in order and say so: each step is quick, and a silent pause reads as a hang."""
+        self.say("stopping: sending what the outbox still holds")
+        self.dispatcher.run_once()
+        self.dispatcher.stop()
+        if worker is not None:
+            self.say(f"stopping: the verification worker (pid {worker.pid})")
+            worker.stop()
+            self.say("stopped")
 
 
 def run_console(
@@ -233,11 +305,12 @@ def run_console(
     stdin: TextIO = sys.stdin,
     out: TextIO = sys.stdout,
     start_worker: bool = True,
+    admin: bool = True,
 ) -> None:
     """The interactive loop: migrate, start the outbox (and a local worker), read lines."""
     settings.ensure_data_dir()
     upgrade_database(settings.db_url)
-    console = Console(settings, out=out, user_id=user_id)
+    console = Console(settings, out=out, user_id=user_id, admin=admin)
     worker = None
     if start_worker:
         from bot.queue import start_local_worker
@@ -245,13 +318,11 @@ def run_console(
         worker = start_local_worker(log_path=settings.data_dir / "console-worker.log")
         console.say(f"(local verification worker started, pid {worker.pid})")
     console.dispatcher.start()
-    console.say(f"circuitboard console as {user_id}. {HELP}")
+    role = "an admin" if console.is_admin else "a participant (`--admin` to act as an admin)"
+    console.say(f"circuitboard console as {user_id}, {role}. {HELP}")
     try:
         console.repl(stdin)
     except KeyboardInterrupt:
         pass
     finally:
-        console.dispatcher.run_once()
-        console.dispatcher.stop()
-        if worker is not None:
-            worker.stop()
+        console.shutdown(worker)

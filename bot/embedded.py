@@ -10,10 +10,13 @@ worker; a job cut off mid-run is re-queued by the sweeper from its lease, so not
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,7 +42,11 @@ FINAL = {SubmissionStatus.VERIFIED, SubmissionStatus.FAILED, SubmissionStatus.RE
 
 @contextmanager
 def background_services(
-    settings: Settings, factory: sessionmaker[Session], *, worker: bool
+    settings: Settings,
+    factory: sessionmaker[Session],
+    *,
+    worker: bool,
+    say: Callable[[str], None] = lambda _text: None,
 ) -> Iterator[tuple[LocalWorker | None, SchedulerService]]:
     """A local worker and the scheduler, stopped in the right order however we leave."""
     local = start_local_worker(log_path=settings.data_dir / "worker.log") if worker else None
@@ -47,9 +54,12 @@ def background_services(
     try:
         yield local, scheduler
     finally:
+        say("stopping: the scheduler")
         scheduler.stop()
         if local is not None:
+            say(f"stopping: the verification worker (pid {local.pid})")
             local.stop()
+        say("stopped")
 
 
 def seed_demo_round(*, session: Session, settings: Settings) -> int:
@@ -69,6 +79,45 @@ def seed_demo_round(*, session: Session, settings: Settings) -> int:
         settings=settings,
     )
     return round_.id
+
+
+INSTALL_BWRAP = "sudo apt-get install -y bubblewrap"
+
+
+def sandbox_problem(settings: Settings) -> str | None:
+    """Why submissions cannot be verified on this machine, with the fix; None when they can.
+
+    The demo asks before starting anything, so a newcomer reads the cause here rather than in a
+    worker log: `bwrap` missing from PATH, or present but unable to create its namespaces.
+    """
+    if settings.unsafe_no_sandbox:
+        return None
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return (
+            "bubblewrap (`bwrap`) is not installed (not on PATH), and submissions are verified "
+            f"only inside its sandbox. Install it with `{INSTALL_BWRAP}` (Debian/Ubuntu; "
+            "`dnf install bubblewrap` on Fedora), then run this again."
+        )
+    flags = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
+    if os.geteuid() != 0:
+        flags.append("--unshare-user")
+    argv = [bwrap, *flags, "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc"]
+    argv += ["--dev", "/dev", "--", sys.executable, "-c", "pass"]
+    try:
+        trial = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = str(exc)
+    else:
+        if trial.returncode == 0:
+            return None
+        reason = (trial.stderr.strip() or f"exit status {trial.returncode}").splitlines()[-1]
+    return (
+        f"bubblewrap ({bwrap}) is installed but cannot start a sandbox here: {reason}. "
+        "It needs user namespaces: in a container run it with `--privileged` (or seccomp and "
+        "AppArmor unconfined); on Ubuntu 24.04 allow them with "
+        "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0`."
+    )
 
 
 @dataclass(frozen=True)
@@ -145,6 +194,14 @@ def run_system(
     out: TextIO = sys.stdout,
 ) -> int:
     """Migrate, start worker + scheduler, then serve Slack or the console until told to stop."""
+    if demo and worker and (problem := sandbox_problem(settings)):
+        out.write(f"demo: cannot verify solutions on this machine: {problem}\n")
+        out.write(
+            "demo: (to try the demo's own trusted reference solution without a sandbox: "
+            "CIRCUITBOARD_UNSAFE_NO_SANDBOX=true circuitboard run --demo)\n"
+        )
+        out.flush()
+        return 1
     settings.ensure_data_dir()
     upgrade_database(settings.db_url)
     factory = make_session_factory(settings.db_url)
@@ -159,9 +216,12 @@ def run_system(
     console = Console(settings, out=out, session_factory=factory)
     interactive = stdin.isatty()
     code = 0
-    with background_services(settings, factory, worker=worker) as (local, scheduler):
+    with background_services(settings, factory, worker=worker, say=console.say) as (
+        local,
+        scheduler,
+    ):
         console.say(
-            f"circuitboard (console mode: no Slack token) on {settings.data_dir}/; "
+            f"circuitboard (console mode: no Slack token) on {settings.data_dir.resolve()}/; "
             f"worker pid {local.pid if local else 'external'}; {scheduler.message}"
         )
         console.dispatcher.start()
@@ -171,8 +231,7 @@ def run_system(
             if interactive or not demo:
                 console.repl(stdin)
         except KeyboardInterrupt:
-            console.say("stopping")
+            pass
         finally:
-            console.dispatcher.run_once()
-            console.dispatcher.stop()
+            console.shutdown()
     return code

@@ -62,12 +62,20 @@ FATAL_ERRORS = frozenset(
         "missing_scope",
         "invalid_blocks",
         "msg_too_long",
+        "msg_blocks_too_long",
+        "no_text",
         "invalid_arguments",
         "user_not_found",
         "cant_update_message",
         "message_not_found",
     }
 )
+# Slack's size rules for one message: at most 50 blocks whose JSON stays under about 12k
+# characters (else msg_blocks_too_long), and text of about 12k characters at most. A bigger post
+# is queued as several (``split_message``), never retried as it is.
+MESSAGE_BLOCKS_MAX = 50
+MESSAGE_BLOCKS_JSON_MAX = 11_500
+MESSAGE_TEXT_MAX = 12_000
 METADATA_EVENT_TYPE = "circuitboard_outbox"
 LOOKUP_MARGIN_S = 600.0  # clock skew between us and Slack, when bounding the lookup
 LOOKUP_PAGE = 100
@@ -91,8 +99,92 @@ def enqueue(
 ) -> OutboxMessage:
     """Queue one Slack call; a second call with the same key returns the existing row unchanged.
 
-    For ``files_upload_v2`` put the bytes in ``payload["content_b64"]`` (payloads are JSON).
+    For ``files_upload_v2`` put the bytes in ``payload["content_b64"]`` (payloads are JSON). A
+    ``chat_postMessage`` past Slack's size rules is queued as consecutive posts (``key``, then
+    ``key:part2`` ...), each within them; the first row is returned.
     """
+    parts = split_message(payload) if method == "chat_postMessage" else [payload]
+    first = _enqueue_one(
+        session=session,
+        key=key,
+        method=method,
+        payload=parts[0],
+        thread_key=thread_key,
+        not_before=not_before,
+    )
+    for number, part in enumerate(parts[1:], start=2):
+        _enqueue_one(
+            session=session,
+            key=f"{key}:part{number}",
+            method=method,
+            payload=part,
+            thread_key=thread_key,
+            not_before=not_before,
+        )
+    return first
+
+
+def _cut_text(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, cut at line ends where possible and
+    never inside a ``<...>`` link or mention."""
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+            opened = text.rfind("<", 0, cut)
+            if opened > text.rfind(">", 0, cut) and opened > 0:
+                cut = opened  # do not split <https://...|label> or <@U...>
+        pieces.append(text[:cut])
+        text = text[cut:].lstrip("\n")
+    return [*pieces, text]
+
+
+def split_message(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """One ``chat_postMessage`` payload as one or more, each within Slack's size rules.
+
+    Blocks are grouped in order (at most 50, JSON under the limit); text-only messages are cut at
+    line ends. Later parts keep the channel and thread and say they continue the first.
+    """
+    import json
+
+    blocks = payload.get("blocks") or []
+    text = str(payload.get("text") or "")
+    size = len(json.dumps(blocks))
+    if len(blocks) <= MESSAGE_BLOCKS_MAX and size <= MESSAGE_BLOCKS_JSON_MAX:
+        if blocks or len(text) <= MESSAGE_TEXT_MAX:
+            return [payload]
+        texts = _cut_text(text, MESSAGE_TEXT_MAX)
+        return [{**payload, "text": piece} for piece in texts]
+    groups: list[list[dict[str, Any]]] = [[]]
+    group_size = 2
+    for block in blocks:
+        block_size = len(json.dumps(block)) + 2
+        if groups[-1] and (
+            len(groups[-1]) >= MESSAGE_BLOCKS_MAX
+            or group_size + block_size > MESSAGE_BLOCKS_JSON_MAX
+        ):
+            groups.append([])
+            group_size = 2
+        groups[-1].append(block)
+        group_size += block_size
+    total = len(groups)
+    parts = []
+    for number, group in enumerate(groups, start=1):
+        part_text = text if number == 1 else f"(continued, {number}/{total}) {text}"
+        parts.append({**payload, "text": part_text[:MESSAGE_TEXT_MAX], "blocks": group})
+    return parts
+
+
+def _enqueue_one(
+    *,
+    session: Session,
+    key: str,
+    method: str,
+    payload: dict[str, Any],
+    thread_key: str | None,
+    not_before: datetime | None,
+) -> OutboxMessage:
     existing = session.scalars(
         select(OutboxMessage).where(OutboxMessage.idempotency_key == key)
     ).first()
@@ -161,8 +253,13 @@ def _retry_after(error: SlackApiError) -> float:
 
 def _call(client: Any, method: str, payload: dict[str, Any], key: str) -> Any:
     kwargs = dict(payload)
-    if method == "files_upload_v2" and "content_b64" in kwargs:
-        kwargs["content"] = base64.b64decode(kwargs.pop("content_b64"))
+    if method == "files_upload_v2":
+        if "content_b64" in kwargs:
+            kwargs["content"] = base64.b64decode(kwargs.pop("content_b64"))
+        if kwargs.get("channel"):
+            # Slack shares a file only into a conversation (C/G/D/Z...): a user id is refused
+            # with invalid_arguments, so open (or find) the bot's DM with that user first.
+            kwargs["channel"] = _lookup_channel(client, str(kwargs["channel"]))
     if method == "chat_postMessage":
         # The key travels with the post, so a retry can tell whether Slack already has it.
         kwargs["metadata"] = {"event_type": METADATA_EVENT_TYPE, "event_payload": {"key": key}}
@@ -174,7 +271,8 @@ class LookupUnavailable(Exception):
 
 
 def _lookup_channel(client: Any, channel: str) -> str:
-    """The conversation id to read: posting to a user id lands in the bot's DM with them."""
+    """The conversation id for ``channel``: a user id becomes the bot's DM with them (only
+    ``chat.postMessage`` accepts a user id; reading history and sharing files need the DM)."""
     if channel[:1] in ("U", "W"):
         response = client.conversations_open(users=channel)
         return str(response["channel"]["id"])
@@ -310,7 +408,9 @@ def _dispatch_one(
                     payload["channel"] = parent.slack_channel or payload.get("channel")
                 else:
                     payload["thread_ts"] = parent.slack_ts
-                    if parent.slack_channel and not payload.get("channel"):
+                    channel = str(payload.get("channel") or "")
+                    if parent.slack_channel and (not channel or channel[:1] in ("U", "W")):
+                        # The reply goes where the parent is (a user id's post landed in a DM).
                         payload["channel"] = parent.slack_channel
             elif method in ("chat_update", "pins_add"):
                 row.status = OutboxStatus.FAILED

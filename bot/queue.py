@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -234,11 +235,18 @@ class LocalWorker:
         A job cut off by the kill is recovered by the sweeper once its lease expires.
         """
         if self.process.poll() is None:
+            deadline = time.monotonic() + timeout
             try:
-                self.process.send_signal(signal.SIGTERM)  # the main process stops its children
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+                while self.process.poll() is None:
+                    if time.monotonic() >= deadline:
+                        self.kill()
+                        break
+                    # Repeated each second: Celery treats it as the same warm shutdown, and the
+                    # signal wakes its main thread, which otherwise sat in billiard's pool-close
+                    # join until the kill 15 s later although the pool had already stopped.
+                    self.process.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.process.wait(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             except ProcessLookupError:
                 pass
         # children of a finished worker must not linger either

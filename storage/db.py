@@ -44,6 +44,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
+def _sqlite_begin_before_savepoint(conn, _name) -> None:  # type: ignore[no-untyped-def]
+    """Open the transaction before a SAVEPOINT, so releasing it commits nothing.
+
+    pysqlite emits BEGIN lazily, before the first INSERT/UPDATE/DELETE. A transaction whose first
+    write sits in a savepoint (``session.begin_nested()``, e.g. ``outbox.enqueue``) would
+    otherwise start with the SAVEPOINT itself, and SQLite commits such an outermost savepoint
+    on RELEASE: the row would be committed on its own, before (and even without) the rest of
+    its transaction.
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        conn.exec_driver_sql("BEGIN")
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -67,6 +81,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args = {"timeout": 30, **kwargs.pop("connect_args", {})}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

@@ -43,4 +43,16 @@ export_cli.register(app)
 
 
 def main() -> None:
-    app()
+    """The entry point: errors a person can fix print one line and what to do (exit 1)."""
+    import sys
+
+    try:
+        app()
+    except Exception as exc:
+        from bot.errors import describe
+
+        message = describe(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(1)

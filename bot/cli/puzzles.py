@@ -56,10 +56,13 @@ def show(slug: str = typer.Argument(..., help="Puzzle slug.")) -> None:
 @app.command()
 def kit(
     slug: str = typer.Argument(..., help="Puzzle slug."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory to write the kit into."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Directory to write the kit into (default: ./SLUG-kit)."
+    ),
 ) -> None:
     """Write the participant kit: README, weights, task code and a starter notebook."""
     p = _puzzle(slug)
+    out = out or Path(f"{p.slug}-kit")
     from puzzles.kit import build_kit
     from puzzles.models import WeightsChecksumError
 

@@ -23,6 +23,13 @@ hints_app = typer.Typer(
 app.add_typer(hints_app, name="hints")
 
 
+def _echo(text: str, *, err: bool = False) -> None:
+    """Service replies are Slack mrkdwn (`*title*`, `<#C…>`): shown as a terminal reads them."""
+    from bot.views.text import mrkdwn_to_text
+
+    typer.echo(mrkdwn_to_text(text), err=err)
+
+
 @contextmanager
 def _session() -> Iterator[tuple[Any, Any]]:
     """A unit of work and the settings; refusals print their message and exit 1."""
@@ -36,7 +43,7 @@ def _session() -> Iterator[tuple[Any, Any]]:
         with session_scope(session_factory(settings.db_url)) as session:
             yield session, settings
     except (RoundError, HintError) as exc:
-        typer.echo(f"refused: {exc}", err=True)
+        _echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from exc
 
 
@@ -58,10 +65,10 @@ def _print_round(round_: Any, settings: Any, *, with_hints: bool = False) -> Non
     from bot.services.hints import describe_hint
     from bot.services.rounds import describe_round
 
-    typer.echo(describe_round(round_, tz=settings.timezone))
+    _echo(describe_round(round_, tz=settings.timezone))
     if with_hints:
         for hint in round_.hints:
-            typer.echo("  " + describe_hint(hint, tz=settings.timezone))
+            _echo("  " + describe_hint(hint, tz=settings.timezone))
 
 
 @app.command()
@@ -93,7 +100,7 @@ def plan(
             seed_hints=not no_hints,
             settings=settings,
         )
-        typer.echo("planned:")
+        _echo("planned:")
         _print_round(round_, settings, with_hints=True)
 
 
@@ -107,7 +114,7 @@ def list_(
     with _session() as (session, settings):
         found = rounds.list_rounds(session=session, include_cancelled=all_)
         if not found:
-            typer.echo("no rounds planned (circuitboard rounds plan --help)")
+            _echo("no rounds planned (circuitboard rounds plan --help)")
         for round_ in found:
             _print_round(round_, settings)
 
@@ -140,7 +147,7 @@ def reschedule(
             closes_at=_when(closes, settings, now),
             settings=settings,
         )
-        typer.echo("rescheduled:")
+        _echo("rescheduled:")
         _print_round(round_, settings, with_hints=True)
 
 
@@ -151,14 +158,14 @@ def cancel(round_id: int = typer.Argument(...)) -> None:
 
     with _session() as (session, settings):
         round_ = rounds.cancel(session=session, round_id=round_id, now=_now())
-        typer.echo("cancelled:")
+        _echo("cancelled:")
         _print_round(round_, settings)
 
 
 def _post(action: Callable[..., str], round_id: int) -> None:
     with _session() as (session, _settings):
         key = action(session=session, round_id=round_id, now=_now())
-        typer.echo(f"queued {key} (the running bot posts it; posted once whatever happens)")
+        _echo(f"queued {key} (the running bot posts it; posted once whatever happens)")
 
 
 @app.command()
@@ -186,13 +193,13 @@ def tick() -> None:
 
     settings = get_settings()
     report = schedule.run_cycle(session_factory=session_factory(settings.db_url), settings=settings)
-    typer.echo(f"queued: {', '.join(report.posted) or 'nothing'}")
+    _echo(f"queued: {', '.join(report.posted) or 'nothing'}")
     if report.late:
-        typer.echo(f"late (after downtime): {', '.join(report.late)}")
+        _echo(f"late (after downtime): {', '.join(report.late)}")
     if report.missed:
-        typer.echo(f"missed (past the grace window, not posted): {', '.join(report.missed)}")
+        _echo(f"missed (past the grace window, not posted): {', '.join(report.missed)}")
     if report.errors:
-        typer.echo(f"errors: {'; '.join(report.errors)}", err=True)
+        _echo(f"errors: {'; '.join(report.errors)}", err=True)
         raise typer.Exit(1)
 
 
@@ -232,7 +239,7 @@ def hints_add(
             now=now,
             settings=settings,
         )
-        typer.echo("scheduled " + hints.describe_hint(hint, tz=settings.timezone))
+        _echo("scheduled " + hints.describe_hint(hint, tz=settings.timezone))
 
 
 @hints_app.command("list")
@@ -244,9 +251,9 @@ def hints_list(round_id: int = typer.Argument(..., help="Round id.")) -> None:
         rounds.require(session=session, round_id=round_id)
         found = hints.list_hints(session=session, round_id=round_id)
         if not found:
-            typer.echo(f"round #{round_id} has no hints")
+            _echo(f"round #{round_id} has no hints")
         for hint in found:
-            typer.echo(hints.describe_hint(hint, tz=settings.timezone))
+            _echo(hints.describe_hint(hint, tz=settings.timezone))
 
 
 @hints_app.command("edit")
@@ -268,7 +275,7 @@ def hints_edit(
             release_at=_when(at, settings, now),
             settings=settings,
         )
-        typer.echo("updated " + hints.describe_hint(hint, tz=settings.timezone))
+        _echo("updated " + hints.describe_hint(hint, tz=settings.timezone))
 
 
 @hints_app.command("cancel")
@@ -278,7 +285,7 @@ def hints_cancel(hint_id: int = typer.Argument(...)) -> None:
 
     with _session() as (session, settings):
         hint = hints.cancel(session=session, hint_id=hint_id, now=_now(), settings=settings)
-        typer.echo("cancelled " + hints.describe_hint(hint, tz=settings.timezone))
+        _echo("cancelled " + hints.describe_hint(hint, tz=settings.timezone))
 
 
 @hints_app.command("release")
@@ -290,10 +297,10 @@ def hints_release(hint_id: int = typer.Argument(...)) -> None:
         hint = hints.require(session=session, hint_id=hint_id)
         now = _now()
         if hint.release_at > now:
-            typer.echo(
+            _echo(
                 f"refused: hint #{hint_id} is scheduled for a later time; edit it with --at now",
                 err=True,
             )
             raise typer.Exit(1)
         key = hints.release(session=session, hint_id=hint_id, now=now)
-        typer.echo(f"queued {key}: " + hints.describe_hint(hint, tz=settings.timezone))
+        _echo(f"queued {key}: " + hints.describe_hint(hint, tz=settings.timezone))

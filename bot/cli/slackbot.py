@@ -62,14 +62,29 @@ def bot(
 
 
 def console(
-    user: str = typer.Option("UCONSOLE", "--as", help="The Slack user id you act as."),
+    user: str | None = typer.Option(
+        None,
+        "--as",
+        help="Act as this Slack user id, with their own role (a participant unless an admin).",
+    ),
+    admin: bool = typer.Option(
+        False, "--admin", help="Make the --as user an admin for this session."
+    ),
     worker: bool = typer.Option(
         True, "--worker/--no-worker", help="Start a local verification worker beside the console."
     ),
 ) -> None:
-    """A terminal chat driving the same services as Slack (no Slack token needed)."""
-    from bot.console import run_console
+    """A terminal chat driving the same services as Slack (no Slack token needed).
+
+    Without --as you are UCONSOLE, an admin; with --as you see what that user sees.
+    """
+    from bot.console import CONSOLE_USER, run_console
     from bot.settings import get_settings
 
     logging.basicConfig(level=logging.WARNING)
-    run_console(get_settings(), user_id=user, start_worker=worker)
+    run_console(
+        get_settings(),
+        user_id=user or CONSOLE_USER,
+        start_worker=worker,
+        admin=admin or user is None,
+    )

@@ -41,6 +41,9 @@ def list_(
             typer.echo("no submissions")
         for row in rows:
             stage = f" ({row.stage})" if row.stage and row.status == "running" else ""
+            if row.status == SubmissionStatus.VERIFIED and row.verdicts:
+                # verified = a verdict was recorded; whether it passed is what a reader asks
+                stage = " (passed)" if row.verdicts[-1].passed else " (did not pass)"
             typer.echo(
                 f"#{row.id}  round {row.round_id}  {row.user_id}  {row.filename}  "
                 f"{row.status}{stage}  attempts {row.attempts}  {row.created_at:%Y-%m-%d %H:%M}"

@@ -15,19 +15,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from bot.services import admins, leaderboards, overview, users
+from bot import slack_refs
+from bot.services import admins, grammar, leaderboards, overview, users
 from bot.settings import Settings
 from bot.views import puzzle as puzzle_views
 from bot.views.submissions import build_my_submissions
 from storage.models import RoundStatus, Submission, utcnow
 
-_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|[^>]*)?>$|^@?([UW][A-Z0-9]{2,})$")
-ADMIN_USAGE = (
-    "Admin: `list` · `grant @user` · `revoke @user` · `reverify <submission id>` · "
-    '`hint add "<when>" <text>` (and `hint list|edit|cancel|release`) · '
-    "`round plan|list|show|reschedule|cancel ...` · "
-    '`credit @user best|mention ["note"] [round=<id>]`'
-)
+ADMIN_USAGE = "Admin: " + grammar.group_usage("admin")
 
 
 @dataclass
@@ -36,11 +31,10 @@ class CommandResult:
     modal: dict[str, Any] | None = None
 
 
-def parse_user(word: str) -> str | None:
-    match = _MENTION.match(word.strip())
-    if not match:
-        return None
-    return match.group(1) or match.group(2)
+def parse_user(word: str, *, directory: slack_refs.Directory | None = None) -> str:
+    """The user id ``word`` names (a mention, an id or a name); raises ``RefError`` (a
+    ``ValueError``) with a message for the admin."""
+    return slack_refs.resolve_user(word, directory=directory)
 
 
 def run_puzzle_command(
@@ -51,17 +45,33 @@ def run_puzzle_command(
     text: str,
     channel_id: str = "",
     now: datetime | None = None,
+    directory: slack_refs.Directory | None = None,
 ) -> CommandResult:
+    """``directory`` looks up plain user/channel names (Slack's; None in the console)."""
     now = now or utcnow()
     users.ensure(session=session, user_id=user_id)
     words = (text or "").strip().split(maxsplit=1)
     sub = words[0].lower() if words else ""
     rest = words[1] if len(words) > 1 else ""
-    if sub in ("", "show", "puzzle"):
+    if sub == "admin":
+        return CommandResult(
+            message=run_admin_command(
+                session=session,
+                settings=settings,
+                actor_id=user_id,
+                text=rest,
+                channel_id=channel_id,
+                now=now,
+                directory=directory,
+            )
+        )
+    command, _ = grammar.resolve(words[:1])
+    name = None if command is None else "".join(command.words[:1])
+    if name == "":
         return CommandResult(
             message=puzzle_views.build_puzzle_message(overview.current(session=session, now=now))
         )
-    if sub == "submit":
+    if name == "submit":
         current = overview.current(session=session, now=now)
         if current.round is None:
             return CommandResult(
@@ -72,30 +82,19 @@ def run_puzzle_command(
                 puzzle_title=current.puzzle_title, private_metadata=str(current.round.id)
             )
         )
-    if sub == "hints":
+    if name == "hints":
         return CommandResult(
             message=puzzle_views.build_hints_message(overview.current(session=session, now=now))
         )
-    if sub == "leaderboard":
+    if name == "leaderboard":
         return CommandResult(message=leaderboard_message(session=session, user_id=user_id, now=now))
-    if sub == "me":
+    if name == "me":
         mine = overview.my_submissions(session=session, user_id=user_id)
         return CommandResult(
             message=build_my_submissions(mine.submissions, best_score=mine.best_score)
         )
-    if sub == "admin":
-        return CommandResult(
-            message=run_admin_command(
-                session=session,
-                settings=settings,
-                actor_id=user_id,
-                text=rest,
-                channel_id=channel_id,
-                now=now,
-            )
-        )
     is_admin = admins.is_admin(session=session, user_id=user_id, configured=settings.admins)
-    unknown = None if sub in ("help", "-h", "--help") else sub
+    unknown = None if name == "help" else sub
     return CommandResult(
         message=puzzle_views.build_help_message(is_admin=is_admin, unknown=unknown)
     )
@@ -125,6 +124,7 @@ def run_admin_command(
     channel_id: str = "",
     now: datetime | None = None,
     authorized: bool = False,
+    directory: slack_refs.Directory | None = None,
 ) -> dict[str, Any]:
     """`/puzzle admin <verb> ...`: authorized and audited for ``actor_id``, then run.
 
@@ -160,6 +160,7 @@ def run_admin_command(
                 rest=rest,
                 channel_id=channel_id,
                 now=now,
+                directory=directory,
             )
     except (ValueError, LookupError, PermissionError) as exc:
         return puzzle_views.build_error_message(str(exc))
@@ -175,9 +176,19 @@ def _admin_action(
     rest: str,
     channel_id: str,
     now: datetime,
+    directory: slack_refs.Directory | None = None,
 ) -> str:
-    if verb in ("help", ""):
+    if verb in ("help", "-h", "--help", ""):
         return ADMIN_USAGE
+    # The grammar is the gate: what help does not list is not run (and help lists what runs).
+    group = ("admin", verb) in grammar.GROUPS  # `hint ...`, `round ...`: their own usage
+    further = rest.split(maxsplit=1)[:1] if group else []
+    if further and further[0].lower() in ("help", "-h", "--help"):
+        further = []
+    if not (group and not further) and grammar.resolve(["admin", verb, *further])[0] is None:
+        what = " ".join([verb, *further])
+        usage = grammar.group_usage("admin", verb, drop=2) if further else ADMIN_USAGE
+        raise ValueError(f"unknown admin command `{what}`. Try: {usage}")
     if verb == "list":
         names = admins.list_admins(session=session, configured=settings.admins)
         recent = admins.recent_audit(session=session, limit=10)
@@ -189,9 +200,9 @@ def _admin_action(
         ]
         return "\n".join(lines)
     if verb in ("grant", "revoke"):
-        target = parse_user(rest.split()[0]) if rest.split() else None
-        if target is None:
+        if not rest.split():
             raise ValueError(f"whom? `/puzzle admin {verb} @user`")
+        target = parse_user(rest.split()[0], directory=directory)
         if verb == "grant":
             admins.grant(session=session, actor_id=actor_id, user_id=target)
             return f"<@{target}> is now an admin."
@@ -212,6 +223,7 @@ def _admin_action(
             channel_id=channel_id,
             now=now,
             settings=settings,
+            directory=directory,
         )
     if verb == "hint":
         from bot.services import hints
@@ -220,7 +232,14 @@ def _admin_action(
             session=session, text=rest, actor_id=actor_id, now=now, settings=settings
         )
     if verb == "credit":
-        return _credit(session=session, actor_id=actor_id, rest=rest, now=now)
+        return _credit(
+            session=session,
+            actor_id=actor_id,
+            rest=rest,
+            now=now,
+            configured=settings.admins,
+            directory=directory,
+        )
     raise ValueError(f"unknown admin command `{verb}`. {ADMIN_USAGE}")
 
 
@@ -240,7 +259,15 @@ def _reverify(*, session: Session, actor_id: str, rest: str, now: datetime) -> s
     return f"Submission #{submission.id} is queued for verification again."
 
 
-def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str:
+def _credit(
+    *,
+    session: Session,
+    actor_id: str,
+    rest: str,
+    now: datetime,
+    configured: list[str],
+    directory: slack_refs.Directory | None = None,
+) -> str:
     from bot.services import credits
 
     try:
@@ -248,10 +275,9 @@ def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str
     except ValueError as exc:
         raise ValueError(str(exc)) from exc
     words, round_ref = _round_option(words)
-    if len(words) < 2 or parse_user(words[0]) is None:
+    if len(words) < 2:
         raise ValueError(CREDIT_USAGE)
-    target = parse_user(words[0])
-    assert target is not None
+    target = parse_user(words[0], directory=directory)
     round_id = _credit_round(session=session, ref=round_ref, now=now)
     users.ensure(session=session, user_id=target)
     credit = credits.award(
@@ -262,6 +288,7 @@ def _credit(*, session: Session, actor_id: str, rest: str, now: datetime) -> str
         kind=words[1],
         note=" ".join(words[2:]),
         now=now,
+        configured_admins=configured,
     )
     return f"Awarded {credit.kind.value.replace('_', ' ')} to <@{target}> for round #{credit.round_id}."
 

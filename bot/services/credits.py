@@ -7,13 +7,14 @@ admin gets a clear message, and maps the index's IntegrityError to the same mess
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.services import admins, users
 from storage.models import Credit, CreditKind, Round, Submission, utcnow
@@ -62,23 +63,44 @@ def _require_admin(
     action: str,
     target: str,
     details: dict[str, Any],
-    now: datetime,
+    configured: Iterable[str] | None,
 ) -> None:
-    from bot.settings import get_settings
+    if configured is None:
+        from bot.settings import get_settings
 
-    if admins.is_admin(session=session, user_id=actor_id, configured=get_settings().admins):
+        configured = get_settings().admins
+    if admins.is_admin(session=session, user_id=actor_id, configured=configured):
         return
-    # The refusal is recorded in its own transaction: the caller's rolls back on NotAllowed.
-    with Session(bind=session.get_bind()) as audit_session, audit_session.begin():
-        admins.audit(
-            session=audit_session,
-            actor_id=actor_id,
-            action=action,
-            target=target,
-            allowed=False,
-            details=details,
-        )
+    _audit_refusal_after(session, actor_id=actor_id, action=action, target=target, details=details)
     raise NotAllowed("only puzzle admins can award or revoke credits")
+
+
+def _audit_refusal_after(session: Session, **entry: Any) -> None:
+    """Record a refusal in its own transaction once the caller's has ended.
+
+    It must outlive the caller's rollback (the caller rolls back on NotAllowed), and it must not
+    be written beside the caller's open transaction: SQLite has one writer at a time, so a second
+    session would wait out the busy timeout behind the caller's own lock ("database is locked").
+    """
+    bind = session.get_bind()
+
+    def write() -> None:
+        with Session(bind=bind) as audit_session, audit_session.begin():
+            admins.audit(session=audit_session, allowed=False, **entry)
+
+    if not session.in_transaction():
+        write()
+        return
+
+    written = False
+
+    def on_end(_session: Session, transaction: SessionTransaction) -> None:
+        nonlocal written
+        if transaction.parent is None and not written:  # the outermost one, not a savepoint
+            written = True
+            write()
+
+    event.listen(session, "after_transaction_end", on_end)
 
 
 def _check_link(link: str | None) -> str | None:
@@ -113,10 +135,12 @@ def award(
     link: str | None = None,
     joint: bool = False,
     now: datetime | None = None,
+    configured_admins: Iterable[str] | None = None,
 ) -> Credit:
     """Award a credit for a round; refused (CreditError) if it would be a second best solution.
 
-    Without a ``link``, the submission's write-up URL (if any) is used.
+    Without a ``link``, the submission's write-up URL (if any) is used. ``configured_admins``:
+    the caller's admins from settings (default: the process's settings).
     """
     now = now or utcnow()
     kind = parse_kind(kind)
@@ -129,7 +153,12 @@ def award(
         "link": link,
     }
     _require_admin(
-        session, actor_id=actor_id, action="credit.award", target=target, details=details, now=now
+        session,
+        actor_id=actor_id,
+        action="credit.award",
+        target=target,
+        details=details,
+        configured=configured_admins,
     )
     round_ = session.get(Round, round_id)
     if round_ is None:
@@ -200,13 +229,19 @@ def revoke(
     credit_id: int,
     reason: str = "",
     now: datetime | None = None,
+    configured_admins: Iterable[str] | None = None,
 ) -> Credit:
     """Revoke a credit; the row stays for the record, the leaderboards stop counting it."""
     now = now or utcnow()
     target = f"credit:{credit_id}"
     details: dict[str, Any] = {"reason": reason}
     _require_admin(
-        session, actor_id=actor_id, action="credit.revoke", target=target, details=details, now=now
+        session,
+        actor_id=actor_id,
+        action="credit.revoke",
+        target=target,
+        details=details,
+        configured=configured_admins,
     )
     credit = session.get(Credit, credit_id)
     if credit is None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.services import rounds
+from bot.services import grammar, rounds
 from bot.settings import Settings, get_settings
 from storage.models import Hint, HintStatus, Round, RoundStatus
 
@@ -388,11 +388,7 @@ def describe_hint(hint: Hint, *, tz: str) -> str:
 
 # --- `/puzzle admin hint ...` ----------------------------------------------------------------
 
-HINT_USAGE = (
-    'Usage: `/puzzle admin hint add "<when>" <text>` · `hint list [round id]` · '
-    '`hint edit <id> time "<when>"` · `hint edit <id> text <new text>` · `hint cancel <id>` · '
-    f"`hint release <id>` (a missed hint, now). <when>: {WHEN_HELP}"
-)
+HINT_USAGE = "Usage: " + grammar.group_usage("admin", "hint") + f". <when>: {WHEN_HELP}"
 
 
 def _target_round(session: Session, release_at: datetime, now: datetime) -> Round:

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import outbox
+from bot import outbox, slack_refs
+from bot.services import grammar
 from bot.settings import Settings, get_settings
 from puzzles.catalog import Puzzle, UnknownPuzzle, get_puzzle
 from storage.models import (
@@ -492,10 +493,9 @@ def results(*, session: Session, round_id: int, top: int = 5) -> RoundResults:
 # --- `/puzzle admin round ...` ---------------------------------------------------------------
 
 ROUND_USAGE = (
-    'Usage: `/puzzle admin round plan <puzzle> [opens "<when>"] [closes "<when>"] [channel #c]`'
-    ' · `round list` · `round show <id>` · `round reschedule <id> [opens "<when>"] '
-    '[closes "<when>"]` · `round cancel <id>` · `round announce <id>` / '
-    "`round post-solutions <id>` (a post missed while the bot was down)"
+    "Usage: "
+    + grammar.group_usage("admin", "round")
+    + " (`announce`, `post-solutions`: a post missed while the bot was down)"
 )
 
 
@@ -509,11 +509,12 @@ def split_args(text: str) -> list[str]:
         raise RoundError(f"could not read that command ({exc}); check the quotes") from exc
 
 
-def _channel_arg(word: str) -> str:
-    # Slack escapes channel mentions as <#C123|name>.
-    if word.startswith("<#") and word.endswith(">"):
-        return word[2:-1].split("|", 1)[0]
-    return word.lstrip("#")
+def _channel_arg(word: str, *, directory: slack_refs.Directory | None = None) -> str:
+    """A channel id from ``<#C…|name>``, ``<#C…>``, ``C…`` or a name (looked up): never a name."""
+    try:
+        return slack_refs.resolve_channel(word, directory=directory)
+    except slack_refs.RefError as exc:
+        raise RoundError(str(exc)) from exc
 
 
 def _options(words: list[str], allowed: set[str]) -> dict[str, str]:
@@ -547,6 +548,7 @@ def admin_round_command(
     channel_id: str,
     now: datetime,
     settings: Settings | None = None,
+    directory: slack_refs.Directory | None = None,
 ) -> str:
     """Run ``/puzzle admin round <text>`` (the caller checked the admin role); returns the reply.
 
@@ -586,7 +588,11 @@ def admin_round_command(
         round_ = plan(
             session=session,
             slug=rest[0],
-            channel_id=_channel_arg(options.get("channel", channel_id)),
+            channel_id=(
+                _channel_arg(options["channel"], directory=directory)
+                if "channel" in options
+                else channel_id
+            ),
             now=now,
             opens_at=when(options["opens"]) if "opens" in options else None,
             closes_at=when(options["closes"]) if "closes" in options else None,

@@ -239,6 +239,22 @@ def _store_blob(session: Session, content: bytes, now: datetime) -> str:
     return digest
 
 
+def _check_source(content: bytes, filename: str) -> None:
+    """Refuse a file the worker could only reject (not UTF-8, a syntax error, no ``predict`` or
+    ``CIRCUIT``) before it is stored or queued, so it costs no sandbox start and no attempt.
+
+    Parsing only (``ast.parse``, nbformat): nothing of the upload runs in this process.
+    """
+    from puzzles.verify.submission import SubmissionError, load_submission
+
+    try:
+        load_submission(content, filename)
+    except SubmissionError as exc:
+        raise UploadRefused(
+            f"`{filename}` was not accepted (it does not count as a submission): {exc}"
+        ) from None
+
+
 def create_submission(
     *,
     session: Session,
@@ -281,6 +297,7 @@ def create_submission(
             f"The file is {len(content):,} bytes; the limit is {settings.max_upload_bytes:,}. "
             "A solution is code: clear notebook outputs before uploading."
         )
+    _check_source(content, filename)
 
     _lock_user(session, user_id)
     used = used_today(session=session, user_id=user_id, now=now)

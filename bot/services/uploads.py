@@ -43,7 +43,23 @@ SLACK_FILE_HOSTS = frozenset({"files.slack.com", "slack-files.com", "files-origi
 DOWNLOAD_TIMEOUT_S = 20.0
 STALE_AFTER = timedelta(seconds=45)  # a pending upload nobody has tried for this long is retried
 MAX_ATTEMPTS = 5
-FILE_KEYS = ("id", "name", "title", "size", "url_private_download", "url_private")
+FILE_KEYS = (
+    "id",
+    "name",
+    "title",
+    "size",
+    "url_private_download",
+    "url_private",
+    "mode",
+    "file_access",
+    "is_external",
+)
+MAX_FILES_PER_MESSAGE = 3  # one message's files we take; more are refused with a message
+
+
+class TransientDownloadError(RuntimeError):
+    """Slack or the network failed for now (timeout, 5xx, 429): the upload stays pending and is
+    tried again by ``recover_pending``, never refused for good on the first hiccup."""
 
 
 class UploadError(ValueError):
@@ -55,10 +71,44 @@ class UploadOutcome:
     submission_id: int | None
     duplicate: bool = False
     error: str | None = None
+    pending: bool = False  # a transient failure: left for recover_pending to try again
+
+
+def as_solution_file(file: dict) -> dict:
+    """A Python snippet written in Slack's composer has its title as name, without ``.py``:
+    take it as the ``.py`` file it is."""
+    name = str(file.get("name") or file.get("title") or "")
+    is_python_snippet = file.get("mode") == "snippet" and file.get("filetype") == "python"
+    if is_python_snippet and name and not name.lower().endswith(ALLOWED_SUFFIXES):
+        return {**file, "name": name + ".py"}
+    return file
+
+
+def needs_file_info(file: dict) -> bool:
+    """Slack sent only a stub: a Slack Connect file (``file_access: check_file_info``) or one
+    without name or link; ``files.info`` gives the rest (after the ack)."""
+    if file.get("mode") == "hidden_by_limit":
+        return False  # files.info hides it too
+    if file.get("file_access") == "check_file_info":
+        return True
+    return bool(file.get("id")) and not (
+        file.get("name") and (file.get("url_private_download") or file.get("url_private"))
+    )
 
 
 def check_file_metadata(file: dict, *, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
     """Cheap checks on Slack's file object, before downloading anything."""
+    if file.get("mode") == "hidden_by_limit":
+        raise UploadError(
+            "Slack hides that file from apps: this workspace's plan limits how much file history "
+            "apps can see. Upload the file again (a fresh upload is visible), or use "
+            "`/puzzle submit`."
+        )
+    if file.get("mode") == "external" or file.get("is_external"):
+        raise UploadError(
+            "that file is a link to another service (e.g. Google Drive), which I cannot download: "
+            "upload the `.py` or `.ipynb` file itself."
+        )
     name = str(file.get("name") or file.get("title") or "")
     if not name.lower().endswith(ALLOWED_SUFFIXES):
         raise UploadError(
@@ -104,9 +154,11 @@ def download(url: str, *, settings: Settings, max_bytes: int = MAX_UPLOAD_BYTES)
                 raise UploadError("Slack did not let me download the file; try uploading again.")
             data = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
+        if exc.code == 429 or exc.code >= 500:
+            raise TransientDownloadError(f"download failed for now (HTTP {exc.code})") from exc
         raise UploadError(f"Slack refused the download (HTTP {exc.code}).") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise UploadError("I could not download the file from Slack; try again shortly.") from exc
+        raise TransientDownloadError(f"download failed for now ({exc})") from exc
     if len(data) > max_bytes:
         raise UploadError(f"the file is over {max_bytes // 1000} kB.")
     return data
@@ -122,12 +174,16 @@ class Recorded:
 
 
 def dm_file_shares(event: dict) -> list[dict]:
-    """The files (at most 3) of a user's file share in a DM with the bot; [] for anything else."""
+    """The files of a user's file share in a DM with the bot; [] for anything else.
+
+    All of them: ``record_inbound`` refuses those past ``MAX_FILES_PER_MESSAGE`` with a message,
+    rather than dropping them unseen.
+    """
     if event.get("type") != "message" or event.get("channel_type") != "im":
         return []
     if event.get("bot_id") or not event.get("user") or event.get("subtype") != "file_share":
         return []
-    return [f for f in (event.get("files") or [])[:3] if isinstance(f, dict)]
+    return [f for f in event.get("files") or [] if isinstance(f, dict)]
 
 
 def inbound_id(file: dict) -> str:
@@ -160,7 +216,8 @@ def record_inbound(
     """
     now = now or utcnow()
     recorded: list[Recorded] = []
-    for file in files:
+    for index, file in enumerate(files):
+        file = as_solution_file(file)
         file_id = inbound_id(file)
         row = session.get(InboundUpload, file_id)
         if row is not None:
@@ -181,7 +238,14 @@ def record_inbound(
         )
         error = None
         try:
-            check_file_metadata(file, max_bytes=max_upload_bytes(settings))
+            if index >= MAX_FILES_PER_MESSAGE:
+                name = file.get("name") or file.get("title") or "this file"
+                raise UploadError(
+                    f"I take at most {MAX_FILES_PER_MESSAGE} files per message, so `{name}` was "
+                    "not submitted: send it in a message of its own."
+                )
+            if not needs_file_info(file):  # a stub is checked once files.info filled it in
+                check_file_metadata(file, max_bytes=max_upload_bytes(settings))
         except UploadError as exc:
             error = str(exc)
             row.status, row.last_error = InboundStatus.REFUSED, error
@@ -234,6 +298,9 @@ def process_inbound(
                 raise UploadError("There is no open round right now, so nothing to submit to.")
             round_id = round_.id
             file = dict(row.file)
+        if fetch is None and needs_file_info(file):
+            file = as_solution_file({**file, **file_info(str(file.get("id")), settings=settings)})
+            check_file_metadata(file, max_bytes=max_upload_bytes(settings))
         url = file.get("url_private_download") or file.get("url_private")
         content = (
             fetch(url)
@@ -267,6 +334,13 @@ def process_inbound(
                 return UploadOutcome(row.submission_id if row else None, duplicate=True)
             _refuse(session=session, row=row, text=str(exc), report=report)
         return UploadOutcome(submission_id=None, error=str(exc))
+    except TransientDownloadError as exc:  # Slack or the network, for now: try again later
+        log.warning("upload %s not downloaded yet (%s); it will be retried", file_id, exc)
+        with contextlib.suppress(Exception), session_scope(session_factory) as session:
+            row = session.get(InboundUpload, file_id)
+            if row is not None and row.status == InboundStatus.PENDING:
+                row.last_error = str(exc)[:500]
+        return UploadOutcome(submission_id=None, pending=True)
     except Exception as exc:  # database or bug: stays pending, retried by recover_pending
         log.exception("upload %s not stored yet; it will be retried", file_id)
         with contextlib.suppress(Exception), session_scope(session_factory) as session:
@@ -308,10 +382,10 @@ def recover_pending(
     handled = 0
     for file_id in file_ids:
         try:
-            process_inbound(
+            outcome = process_inbound(
                 session_factory=session_factory, settings=settings, file_id=file_id, now=now
             )
-            handled += 1
+            handled += not outcome.pending
         except Exception:  # logged by process_inbound; the row stays pending
             continue
     if file_ids:
@@ -363,6 +437,30 @@ def receive_upload(
     )
 
 
+def file_info(file_id: str, *, settings: Settings) -> dict:
+    """The full file object (``files.info``) for a stub Slack sent in a file share."""
+    from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
+
+    assert settings.slack_bot_token is not None
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    try:
+        info = client.files_info(file=file_id)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else str(exc)
+        if error in ("file_not_found", "file_deleted", "access_denied", "not_visible"):
+            raise UploadError(
+                f"Slack would not show me that file ({error}); upload it to me directly."
+            ) from exc
+        raise TransientDownloadError(f"files.info failed for now ({error})") from exc
+    except OSError as exc:
+        raise TransientDownloadError(f"files.info failed for now ({exc})") from exc
+    found = info.get("file") or {}
+    return {k: found[k] for k in FILE_KEYS if found.get(k) is not None}
+
+
 def _refuse(*, session: Session, row: InboundUpload, text: str, report: bool) -> None:
     row.status, row.last_error = InboundStatus.REFUSED, text
     if report:
@@ -370,13 +468,14 @@ def _refuse(*, session: Session, row: InboundUpload, text: str, report: bool) ->
 
 
 def _tell(*, session: Session, row: InboundUpload, text: str) -> None:
-    """Ephemeral in the DM where the file was shared; a DM message for the submit modal."""
+    """A reply under the file's message in the DM; a DM message for the submit modal."""
     report_error(
         session=session,
         key=f"file:{row.file_id}:error",
         user_id=row.user_id,
         text=text,
         channel=row.dm_channel,
+        thread_ts=row.thread_ts,
     )
 
 
@@ -396,23 +495,17 @@ def report_error(
     user_id: str,
     text: str,
     channel: str | None = None,
-    ephemeral: bool = True,
+    thread_ts: str | None = None,
 ) -> None:
-    """Tell the user why their file was not accepted (ephemeral in the DM where it was shared)."""
+    """Tell the user why their file was not accepted, as a message in their DM with the bot.
+
+    Not an ephemeral message: Slack shows those only to a user active in that conversation at
+    that moment, and a refusal often comes minutes after the upload. Threaded under the file's
+    message when there is one.
+    """
     from bot.views.puzzle import build_error_message
 
-    body = build_error_message(text)
-    if ephemeral and channel:
-        outbox.enqueue(
-            session=session,
-            key=key,
-            method="chat_postEphemeral",
-            payload={"channel": channel, "user": user_id, **body},
-        )
-    else:
-        outbox.enqueue(
-            session=session,
-            key=key,
-            method="chat_postMessage",
-            payload={"channel": channel or user_id, **body},
-        )
+    payload: dict = {"channel": channel or user_id, **build_error_message(text)}
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
+    outbox.enqueue(session=session, key=key, method="chat_postMessage", payload=payload)

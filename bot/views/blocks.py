@@ -22,8 +22,21 @@ MODAL_TITLE_MAX = 24
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, marking the cut with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """``text`` cut to ``limit`` characters, marking the cut with an ellipsis.
+
+    Never inside a ``<...>`` link, mention or channel (half a link breaks the whole message's
+    formatting): the cut moves back before it, or to the last line end if that is close.
+    """
+    if len(text) <= limit:
+        return text
+    cut = limit - 1
+    opened = text.rfind("<", 0, cut)
+    if opened > text.rfind(">", 0, cut):
+        cut = opened
+    line_end = text.rfind("\n", 0, cut)
+    if line_end >= cut - 200 and line_end > 0:
+        cut = line_end
+    return text[:cut].rstrip() + "…"
 
 
 def header(text: str) -> Block:

@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services.leaderboards import AllTimeLeaderboard, RoundEntry, RoundLeaderboard
-from bot.views.blocks import Block, context, divider, header, message, section
+from bot.views.blocks import (
+    SECTION_TEXT_MAX,
+    Block,
+    context,
+    divider,
+    header,
+    message,
+    section,
+)
 
 DEFAULT_LIMIT = 20
 # A section holds 3000 characters; 10 lines of ~120 characters each per section keeps us well inside.
@@ -55,10 +63,16 @@ def _line(board: RoundLeaderboard, entry: RoundEntry, *, spoiler_free: bool) -> 
 
 
 def _chunked(lines: list[str]) -> list[Block]:
-    return [
-        section("\n".join(lines[i : i + LINES_PER_SECTION]))
-        for i in range(0, len(lines), LINES_PER_SECTION)
-    ]
+    """Sections of whole lines (at most ``LINES_PER_SECTION``, within a section's 3000
+    characters), so a long write-up link is never cut in half."""
+    groups: list[list[str]] = [[]]
+    for line in lines:
+        current = groups[-1]
+        size = sum(len(x) + 1 for x in current) + len(line)
+        if current and (len(current) >= LINES_PER_SECTION or size > SECTION_TEXT_MAX):
+            groups.append([])
+        groups[-1].append(line)
+    return [section("\n".join(group)) for group in groups if group]
 
 
 def _status_line(board: RoundLeaderboard) -> str:

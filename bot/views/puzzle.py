@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.services import grammar
 from bot.services.overview import RoundOverview
 from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import (
@@ -24,25 +25,8 @@ FILE_ACTION = "file"
 WRITEUP_BLOCK = "writeup"
 WRITEUP_ACTION = "url"
 
-HELP_LINES = [
-    ("`/puzzle`", "the current puzzle, its description, kit and released hints"),
-    ("`/puzzle submit`", "upload a solution (`.py` or `.ipynb`) with an optional write-up link"),
-    ("`/puzzle hints`", "the hints released so far"),
-    ("`/puzzle leaderboard`", "the current round's leaderboard and the all-time board"),
-    ("`/puzzle me`", "your submissions and their status"),
-    ("`/puzzle help`", "this message"),
-]
-ADMIN_HELP_LINES = [
-    ("`/puzzle admin list`", "admins and recent admin actions"),
-    ("`/puzzle admin grant @user` / `revoke @user`", "give or take the admin role"),
-    ("`/puzzle admin reverify <submission id>`", "verify a submission again"),
-    ("`/puzzle admin hint <when> <text>`", "schedule a hint for the current round"),
-    ("`/puzzle admin open|close`", "open the next round / close the current one"),
-    (
-        '`/puzzle admin credit @user best|mention ["note"] [round=<id>]`',
-        "award a credit (default: the open round, else the last closed one)",
-    ),
-]
+HELP_LINES = grammar.help_lines(admin=False)
+ADMIN_HELP_LINES = grammar.help_lines(admin=True)
 
 
 def countdown(seconds: float | None) -> str:
@@ -83,7 +67,7 @@ def round_blocks(overview: RoundOverview, *, with_description: bool = True) -> l
         blocks.append(
             section(
                 f"*Kit:* `circuitboard puzzles kit {slug}` writes the starter notebook, task and "
-                f"model loader; check locally with `circuitboard verify solution.py --puzzle {slug}`."
+                f"model loader to `./{slug}-kit/`; check locally with `circuitboard verify solution.py --puzzle {slug}`."
             )
         )
     blocks.extend(hint_blocks(overview))

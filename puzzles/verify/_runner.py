@@ -8,6 +8,7 @@ one job from stdin, executes the submission, and leaves its answers as files in 
 
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -72,6 +73,27 @@ def _check_predictions(out: object, torch, n: int, k: int, n_classes: int):
     return out, None
 
 
+def _address_space_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def _cap_address_space(budget_mb: int) -> int:
+    """Lower RLIMIT_AS to what this process maps now (interpreter, torch) plus the submission's
+    budget, and return that base. A CUDA build of torch maps gigabytes of libraries on import
+    (a CPU build about 0.6 GB), so a fixed total would be meaningless across builds."""
+    base = _address_space_bytes()
+    cap = base + (budget_mb << 20)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    return base
+
+
 def main() -> int:
     control = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the submission's prints go to the captured log, never the control pipe
@@ -79,6 +101,8 @@ def main() -> int:
     from safetensors.torch import load_file, save_file
 
     torch.set_num_threads(1)
+    # Before "ready": no submission code ever runs without the cap (no /proc: no start).
+    address_space_base = _cap_address_space(int(sys.argv[1]))
     control.write("ready\n")
     control.flush()
     control.close()
@@ -90,6 +114,7 @@ def main() -> int:
     job = json.loads(line)
     os.makedirs("out", exist_ok=True)
     result: dict = {"status": "ok", "errors": {}, "circuit": None, "has_predict": False}
+    result["address_space_base"] = address_space_base
 
     def finish() -> int:
         _write_json("out/result.json", result)

@@ -122,7 +122,9 @@ def verify_submission(
     limits = limits or SandboxLimits.from_config(config)
     report("sandbox start")
     # Start the sandbox first: it imports torch while we prepare the data and the model here.
-    box = pool.acquire() if (pool is not None and sandbox) else Sandbox(limits, use_bwrap=sandbox)
+    # a pool's boxes only when they are sandboxed as asked (never a bwrap-less one for bwrap)
+    use_pool = pool is not None and pool.use_bwrap == sandbox
+    box = pool.acquire() if use_pool else Sandbox(limits, use_bwrap=sandbox)
     try:
         from puzzles.models import load_task
 

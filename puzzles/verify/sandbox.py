@@ -38,6 +38,9 @@ RUNNER = Path(__file__).with_name("_runner.py")
 SANDBOX_HOME = "/sandbox"
 MAX_RESULT_JSON_BYTES = 1 << 20
 _UID_BASE = 200_000
+IMPORT_ADDRESS_SPACE_MB = 16_384
+"""RLIMIT_AS while the runner imports torch, before it lowers the limit to base + ``memory_mb``
+(no submission code runs under this one)."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -50,8 +53,11 @@ class SandboxError(RuntimeError):
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    memory_mb: int = 2048
-    """Address-space limit (torch itself needs ~1 GB of address space to import)."""
+    memory_mb: int = 1536
+    """Address space the submission may add to the interpreter with torch imported (RLIMIT_AS is
+    set to that base plus this once torch is in: the base is ~0.6 GB with a CPU build of torch,
+    ~3.8 GB with a CUDA build). 1536 keeps the ~1.4 GB a submission had under the former 2 GB
+    total on a CPU worker."""
     cpu_seconds: int = 60
     wall_seconds: float = 30.0
     """Wall clock for one job, counted from handing the job over (not from interpreter start)."""
@@ -127,7 +133,7 @@ def uids_issued() -> int:
 def _set_limits(limits: SandboxLimits, nice: int = 0) -> None:
     if nice:
         os.nice(nice)
-    mem = limits.memory_mb << 20
+    mem = (limits.memory_mb + IMPORT_ADDRESS_SPACE_MB) << 20
     for res, value in (
         (resource.RLIMIT_AS, (mem, mem)),
         (resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 2)),
@@ -152,6 +158,7 @@ def _env() -> dict[str, str]:
         "MKL_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MPLBACKEND": "Agg",
+        "CUDA_VISIBLE_DEVICES": "",  # predict runs on the CPU; the worker's GPU is not its to use
     }
 
 
@@ -255,7 +262,7 @@ class Sandbox:
             argv = self._bwrap_argv(bwrap, python)  # type: ignore[arg-type]
             cwd = None
         else:
-            argv = [python, "-I", "-B", str(RUNNER)]
+            argv = [python, "-I", "-B", str(RUNNER), str(self.limits.memory_mb)]
             cwd = str(self.workdir)
         limits_ = self.limits
         if self.uid is None:
@@ -321,7 +328,7 @@ class Sandbox:
             args += ["/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}"]
             args += ["--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--nnp"]
             args += ["--pdeathsig=KILL"]
-        args += [python, "-I", "-B", "/opt/circuitboard/runner.py"]
+        args += [python, "-I", "-B", "/opt/circuitboard/runner.py", str(self.limits.memory_mb)]
         return args
 
     def wait_ready(self, timeout: float | None = None) -> None:

@@ -28,7 +28,7 @@ from bot.queue import LocalWorker, start_local_worker
 T = TypeVar("T")
 
 SIGNING_SECRET = "e2e-signing-secret"
-MONTH_VERIFY = '{"heldout_size": 1000, "circuit_size": 300, "timeout_s": 20}'
+MONTH_VERIFY = '{"heldout_size": 1000, "circuit_size": 300, "timeout_s": 45}'
 """Held-out sizes half the catalog's (still enough for the reference solution to pass with
 ``VERIFICATION_SEED``), and a 20 s sandbox wall clock so a hostile infinite loop ends soon."""
 VERIFICATION_SEED = "e2e-seed"
@@ -168,7 +168,7 @@ class Workers:
         self.started.append(worker)
         return worker
 
-    def wait_ready(self, worker: LocalWorker, *, timeout: float = 120) -> None:
+    def wait_ready(self, worker: LocalWorker, *, timeout: float = 300) -> None:
         def ready() -> bool:
             if not worker.alive():
                 raise AssertionError(f"worker {worker.pid} exited:\n{self.logs()}")

@@ -184,7 +184,7 @@ def test_a_whole_month_through_slack(system, fake_slack, tmp_path) -> None:
         assert report.errors == [] and report.late == [] and report.missed == [], report
         wait_for(
             lambda: len(_top_level(fake_slack)) >= posts,
-            timeout=30,
+            timeout=120,
             what=f"{posts} posts in {CHANNEL}",
         )
 

@@ -31,6 +31,25 @@ def test_sqlite_connections_enforce_foreign_keys_and_use_wal(sqlite_url: str) ->
     engine.dispose()
 
 
+def test_a_savepoint_commits_nothing_before_its_transaction(database_url: str) -> None:
+    """A write inside ``begin_nested`` (as ``outbox.enqueue`` does) is rolled back with the rest.
+
+    On SQLite a SAVEPOINT issued before any other write used to open the transaction itself, and
+    its RELEASE committed the row on its own: a post queued without the change it announced.
+    """
+    upgrade_database(database_url)
+    factory = session_factory(make_engine(database_url, poolclass=NullPool))
+    with pytest.raises(RuntimeError), session_scope(factory) as session:
+        session.scalars(select(ProcessedEvent)).all()  # reads first, as the services do
+        with session.begin_nested():
+            session.add(ProcessedEvent(key="EvSavepoint"))
+        session.add(ProcessedEvent(key="EvAfter"))
+        session.flush()
+        raise RuntimeError("the transaction fails after the savepoint was released")
+    with session_scope(factory) as session:
+        assert session.scalars(select(ProcessedEvent.key)).all() == []
+
+
 def test_session_scope_commits_or_rolls_back(database_url: str) -> None:
     upgrade_database(database_url)
     factory = session_factory(make_engine(database_url, poolclass=NullPool))

@@ -7,6 +7,7 @@ from typing import Any
 from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
+from bot import slack_refs
 from bot.listeners.after_ack import after_ack, yield_to_acks
 from bot.services import commands
 from storage.db import session_scope
@@ -31,6 +32,7 @@ def answer_puzzle_command(
             user_id=command["user_id"],
             text=command.get("text", ""),
             channel_id=command.get("channel_id", ""),
+            directory=slack_refs.SlackDirectory(client),  # plain @names / #names, if typed
         )
     if command.get("text", "").strip().startswith("admin"):
         context["outbox"].wake()  # an admin command may have queued posts

@@ -47,7 +47,7 @@ def test_plan_list_show_reschedule_cancel() -> None:
         "2100-01-01 17:00",
     )
     assert code == 0, out
-    assert "#1 *Gamma*" in out and "Tue 01 Dec 2099 17:00 CET" in out
+    assert "#1 Gamma (`gamma` v1) in #C123" in out and "Tue 01 Dec 2099 17:00 CET" in out
     assert "hint #1 (round #1): scheduled Tue 08 Dec 2099 17:00 CET: First hint." in out
     code, out = _run("list")
     assert code == 0 and out.count("\n") == 1 and "scheduled, 2 hint(s)" in out

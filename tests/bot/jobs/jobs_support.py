@@ -56,9 +56,43 @@ def seed_round(factory: sessionmaker[Session], slug: str = PUZZLE) -> int:
         return round_.id
 
 
-def solution(*, tag: str = "", sleep: float = 0.0, slug: str = PUZZLE) -> bytes:
-    """The puzzle's reference solution; ``sleep`` makes ``predict`` slow (inside the sandbox)."""
+class Gate:
+    """A file the sandboxed ``predict`` of ``solution(gate=...)`` waits on while it exists.
+
+    It lives under the interpreter's prefix, which the sandbox binds read-only (and nothing else
+    of the host), so the test can hold a job inside its sandbox for as long as it needs (to kill
+    its worker mid-job) and then let the retry through: no window to hit by timing.
+    """
+
+    def __init__(self) -> None:
+        import sys
+        import uuid
+
+        root = Path(os.path.realpath(sys.prefix)) / ".circuitboard-test-gates"
+        root.mkdir(exist_ok=True)
+        self.path = root / uuid.uuid4().hex
+
+    def close(self) -> None:
+        self.path.touch()
+
+    def open(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def solution(
+    *, tag: str = "", sleep: float = 0.0, slug: str = PUZZLE, gate: Gate | None = None
+) -> bytes:
+    """The puzzle's reference solution; ``sleep`` makes ``predict`` slow and ``gate`` makes it
+    wait while the gate is closed (inside the sandbox)."""
     source = (get_puzzle(slug).solution_path).read_bytes()
+    if gate is not None:
+        source += (
+            b"\n\nimport os as _os, time as _time\n_gated_predict = predict\n\n\n"
+            b"def predict(tokens):\n"
+            b"    while _os.path.exists(" + repr(str(gate.path)).encode() + b"):\n"
+            b"        _time.sleep(0.02)\n"
+            b"    return _gated_predict(tokens)\n"
+        )
     if sleep:
         source += (
             b"\n\nimport time as _time\n_fast_predict = predict\n\n\n"
@@ -165,7 +199,7 @@ class Workers:
             and (" ready." in worker.log_path.read_text(errors="replace"))
         )
 
-    def wait_ready(self, *workers: LocalWorker, timeout: float = 60) -> None:
+    def wait_ready(self, *workers: LocalWorker, timeout: float = 300) -> None:
         for worker in workers:
             wait_for(
                 lambda w=worker: self.ready(w) or (not w.alive() and self._dead(w)),

@@ -56,18 +56,29 @@ class SchedulerProcesses:
             env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
+        self.pauses: queue.Queue[tuple[int, int]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.children: set[int] = set()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "paused":
+                pid, _, hint_id = rest.partition(" ")
+                self.pauses.put((int(pid), int(hint_id)))
+            else:
+                self.lines.put(f"{kind} {rest}")
 
-    def start(self, *, timeout: float = 60.0) -> tuple[int, str]:
-        """Fork a scheduler; returns its pid and its startup message once it is up."""
+    def start(self, *, pause_after: int | None = None, timeout: float = 60.0) -> tuple[int, str]:
+        """Fork a scheduler; returns its pid and its startup message once it is up.
+
+        With ``pause_after=K`` the child commits K hint releases and then stops inside the next
+        one (see ``scheduler_process.py``); ``wait_paused`` returns when it has.
+        """
         assert self.proc.stdin is not None
-        self.proc.stdin.write("start\n")
+        command = "start" if pause_after is None else f"start-paused {pause_after}"
+        self.proc.stdin.write(f"{command}\n")
         self.proc.stdin.flush()
         deadline = time.monotonic() + timeout
         pid = None
@@ -86,6 +97,17 @@ class SchedulerProcesses:
                 ready[int(child)] = message
             if pid is not None and pid in ready:
                 return pid, ready[pid]
+
+    def wait_paused(self, pid: int, *, timeout: float = 60.0) -> int:
+        """Block until child ``pid`` stopped mid-release; returns the hint it was releasing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"scheduler {pid} never started a hint release")
+            paused, hint_id = self.pauses.get(timeout=left)
+            if paused == pid:
+                return hint_id
 
     def stop(self, pid: int, sig: int = signal.SIGTERM, *, timeout: float = 20.0) -> None:
         os.kill(pid, sig)
@@ -209,7 +231,7 @@ def test_kill_9_during_releases_loses_and_duplicates_nothing(
     settings = make_settings(url)
     hint_count, kills_wanted, span, bursts = 30, 20, 8.0, 6
     burst_size = hint_count // bursts
-    pid, _ = processes.start()
+    pid, _ = processes.start(pause_after=0)  # running while the month is planned
     now = utcnow()
     opens = now + timedelta(seconds=0.3)
     closes = opens + timedelta(seconds=span)
@@ -254,28 +276,46 @@ def test_kill_9_during_releases_loses_and_duplicates_nothing(
             RoundStatus.OPEN,
         ]
 
-    def backlog() -> int:
-        """Hints due but not released yet: work the killed process left unfinished."""
+    def hint_state(hint_id: int) -> tuple[HintStatus, bool]:
         with session_scope(db) as s:
-            return (
-                s.query(Hint)
-                .filter(Hint.status == HintStatus.SCHEDULED, Hint.release_at <= utcnow())
+            hint = s.get(Hint, hint_id)
+            queued = (
+                s.query(OutboxMessage)
+                .filter(OutboxMessage.idempotency_key == hints.release_key(hint_id))
                 .count()
             )
+            return hint.status, queued > 0
 
+    def scheduled() -> int:
+        with session_scope(db) as s:
+            return s.query(Hint).filter(Hint.status == HintStatus.SCHEDULED).count()
+
+    # Every child may commit at most `pause_after` (< the hints left) releases before it stops
+    # inside the next one, so the loop never runs out of releases to interrupt. Even kills wait
+    # for that stop: they land mid-release by construction. Odd kills come at a random moment
+    # (between transactions, while idle, inside one: wherever it falls).
     rng = random.Random(8)
-    kills = interrupted = 0
+    kills = mid_release = 0
     while kills < kills_wanted:
-        time.sleep(rng.uniform(0.0, 0.3))
-        processes.stop(pid, signal.SIGKILL)
+        if kills % 2 == 0:
+            hint_id = processes.wait_paused(pid, timeout=span + 60)
+            processes.stop(pid, signal.SIGKILL)
+            # The release was written but not committed when the process died: nothing of it.
+            assert hint_state(hint_id) == (HintStatus.SCHEDULED, False)
+            mid_release += 1
+        else:
+            time.sleep(rng.uniform(0.0, 0.3))
+            processes.stop(pid, signal.SIGKILL)
         kills += 1
-        interrupted += backlog() > 0
-        pid, _ = processes.start()
-    # The last one is left alone: everything due by now is released, the rest on time.
+        if kills < kills_wanted:
+            pause_after = min(rng.choice([0, 1, 2]), scheduled() - 1)
+            assert pause_after >= 0, "a child released more hints than it was allowed"
+            pid, _ = processes.start(pause_after=pause_after)
+    pid, _ = processes.start()  # the last one runs unhindered and finishes the month
     _wait(done, timeout=span + 60, what="the restarted scheduler to finish the month")
     processes.stop(pid, signal.SIGTERM)
-    print(f"{kills} kills, {interrupted} left due hints unreleased")
-    assert interrupted >= 1, "no kill landed while hints were being released"
+    print(f"{kills} kills, {mid_release} of them inside a hint release")
+    assert mid_release == kills_wanted // 2
 
     released, missed, _ = _state(db)
     assert (released, missed) == (hint_count, 0)

@@ -81,7 +81,7 @@ def test_scheduler_posts_through_the_fake_slack_and_reruns_post_nothing_new(
     service = schedule.start_scheduler(settings=settings, client=client, session_factory=factory)
     try:
         assert service.is_running, service.message
-        slack_server.wait_for("chat.postMessage", count=2, timeout=20)
+        slack_server.wait_for("chat.postMessage", count=2, timeout=120)
     finally:
         service.stop()
     engine = make_engine(url)

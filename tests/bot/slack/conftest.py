@@ -1,6 +1,6 @@
 """The Bolt app in HTTP mode on a free 127.0.0.1 port, talking to the fake Slack Web API.
 
-``slack_app.command("/puzzle", "me", user="U1")`` (and ``.event``, ``.action``, ``.view_submission``)
+``slack_app.command("/puzzle", "me", user="U0USER0001")`` (and ``.event``, ``.action``, ``.view_submission``)
 send requests signed with the signing secret exactly as Slack does (v0 HMAC-SHA256 of
 ``v0:{timestamp}:{body}``), so the real request verification runs.
 """
@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from fakes.slack import FakeSlack
+import yaml
+from fakes.slack import TEAM_ID, FakeSlack
 
 from bot.app import build_app, dispatcher_of, make_http_server
 from bot.settings import Settings
@@ -29,8 +31,16 @@ from storage.db import session_factory, session_scope, upgrade_database
 from storage.models import PuzzleVersion, Round, RoundStatus, utcnow
 
 SIGNING_SECRET = "test-signing-secret"
-ADMIN = "UADMIN"
-ROUND_CHANNEL = "CROUND"
+ADMIN = "U0ADMIN001"
+ROUND_CHANNEL = "C0ROUND001"
+MANIFEST = Path(__file__).resolve().parents[3] / "slack-manifest.yaml"
+
+
+def manifest_should_escape() -> bool:
+    """The manifest's ``should_escape`` for /puzzle: how Slack sends the typed text."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    (puzzle,) = manifest["features"]["slash_commands"]
+    return bool(puzzle["should_escape"])
 
 
 def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict:
@@ -53,17 +63,19 @@ class SlackApp:
         all_headers = {"Content-Type": content_type, **sign(body, **sign_kw), **(headers or {})}
         return self.http.post(self.url, content=body.encode(), headers=all_headers)
 
-    def command(self, text: str = "", *, user: str = "U1", **kw: Any) -> httpx.Response:
+    def command(self, text: str = "", *, user: str = "U0USER0001", **kw: Any) -> httpx.Response:
+        """``/puzzle text`` as typed; sent as Slack sends it under the manifest's should_escape."""
+        text = self.fake.slash_text(text, should_escape=manifest_should_escape())
         body = urlencode(
             {
                 "token": "legacy",
-                "team_id": "T0FAKE",
-                "channel_id": "C0GENERAL",
+                "team_id": TEAM_ID,
+                "channel_id": "C0GENERAL1",
                 "user_id": user,
                 "command": "/puzzle",
                 "text": text,
                 "response_url": self.fake.response_url(uuid.uuid4().hex[:8]),
-                "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+                "trigger_id": self.fake.new_trigger(),
             }
         )
         return self.post(body, "application/x-www-form-urlencoded", **kw)
@@ -72,13 +84,13 @@ class SlackApp:
         body = urlencode({"payload": json.dumps(payload)})
         return self.post(body, "application/x-www-form-urlencoded", **kw)
 
-    def action(self, action_id: str, *, user: str = "U1", **kw: Any) -> httpx.Response:
+    def action(self, action_id: str, *, user: str = "U0USER0001", **kw: Any) -> httpx.Response:
         payload = {
             "type": "block_actions",
-            "team": {"id": "T0FAKE"},
+            "team": {"id": TEAM_ID},
             "user": {"id": user},
             "api_app_id": "A0FAKE",
-            "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+            "trigger_id": self.fake.new_trigger(),
             "container": {"type": "view", "view_id": "V1"},
             "view": {"id": "V1", "type": "home"},
             "actions": [{"action_id": action_id, "block_id": "b", "type": "button"}],
@@ -86,14 +98,20 @@ class SlackApp:
         return self._interactive(payload, **kw)
 
     def view_submission(
-        self, callback_id: str, values: dict, *, user: str = "U1", metadata: str = "", **kw: Any
+        self,
+        callback_id: str,
+        values: dict,
+        *,
+        user: str = "U0USER0001",
+        metadata: str = "",
+        **kw: Any,
     ) -> httpx.Response:
         payload = {
             "type": "view_submission",
-            "team": {"id": "T0FAKE"},
+            "team": {"id": TEAM_ID},
             "user": {"id": user},
             "api_app_id": "A0FAKE",
-            "trigger_id": f"trig-{uuid.uuid4().hex[:8]}",
+            "trigger_id": self.fake.new_trigger(),
             "view": {
                 "id": f"V{uuid.uuid4().hex[:8]}",
                 "type": "modal",
@@ -110,7 +128,7 @@ class SlackApp:
         body = json.dumps(
             {
                 "token": "legacy",
-                "team_id": "T0FAKE",
+                "team_id": TEAM_ID,
                 "api_app_id": "A0FAKE",
                 "type": "event_callback",
                 "event_id": event_id or f"Ev{uuid.uuid4().hex[:10]}",
@@ -143,6 +161,13 @@ def slack_settings(fake_slack: FakeSlack, sqlite_url: str) -> Settings:
 
 @pytest.fixture
 def slack_app(slack_settings: Settings, fake_slack: FakeSlack) -> Iterator[SlackApp]:
+    # As strict as Slack: channels exist only once declared, the bot posts in the round's channel
+    # because an admin invited it (README, Slack setup step 4), triggers expire after 3 s.
+    fake_slack.auto_channels = False
+    fake_slack.strict_triggers = True
+    fake_slack.add_channel("C0GENERAL1", "general")
+    fake_slack.add_channel(ROUND_CHANNEL, "puzzle-of-the-month")
+    fake_slack.invite_bot(ROUND_CHANNEL)
     factory = session_factory(slack_settings.db_url)
     app = build_app(slack_settings, session_factory=factory, per_channel_interval=0)
     dispatcher_of(app).interval = 0.05

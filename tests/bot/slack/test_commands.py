@@ -7,7 +7,7 @@ import time
 from storage.db import session_scope
 from storage.models import AuditLog
 
-ADMIN = "UADMIN"  # tests/bot/slack/conftest.py puts it in settings.admins
+ADMIN = "U0ADMIN001"  # tests/bot/slack/conftest.py puts it in settings.admins
 
 
 def _answer(slack_app, count: int = 1):
@@ -43,7 +43,7 @@ def test_unknown_subcommand_gets_help(slack_app):
 
 
 def test_help_shows_admin_section_only_to_admins(slack_app):
-    slack_app.command("help", user="U1")
+    slack_app.command("help", user="U0USER0001")
     assert "Admin" not in str(_answer(slack_app)["blocks"])
     slack_app.command("help", user=ADMIN)
     assert "/puzzle admin" in str(_answer(slack_app, 2)["blocks"])
@@ -65,14 +65,14 @@ def test_forged_and_stale_signatures_are_refused(slack_app):
 
 
 def test_non_admin_admin_command_is_refused_and_audited(slack_app):
-    slack_app.command("admin grant <@U2>", user="U1")
+    slack_app.command("admin grant <@U0USER0002>", user="U0USER0001")
     assert "Only puzzle admins" in _answer(slack_app)["text"]
-    slack_app.command("admin grant <@U2>", user=ADMIN)
+    slack_app.command("admin grant <@U0USER0002>", user=ADMIN)
     assert "now an admin" in _answer(slack_app, 2)["text"]
     with session_scope(slack_app.factory) as session:
         rows = [
             (a.actor_id, a.action, a.allowed) for a in session.query(AuditLog).order_by(AuditLog.id)
         ]
-    assert rows == [("U1", "admin.grant", False), (ADMIN, "admin.grant", True)]
-    slack_app.command("help", user="U2")
+    assert rows == [("U0USER0001", "admin.grant", False), (ADMIN, "admin.grant", True)]
+    slack_app.command("help", user="U0USER0002")
     assert "/puzzle admin" in str(_answer(slack_app, 3)["blocks"])

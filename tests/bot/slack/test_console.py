@@ -28,7 +28,7 @@ def test_console_cycle_puzzle_submit_verdict(sqlite_url, tmp_path):
         session.add(
             Round(
                 puzzle_version=version,
-                channel_id="CROUND",
+                channel_id="C0ROUND001",
                 opens_at=now - timedelta(days=1),
                 closes_at=now + timedelta(days=3),
                 status=RoundStatus.OPEN,
@@ -57,7 +57,8 @@ def test_console_cycle_puzzle_submit_verdict(sqlite_url, tmp_path):
     text = out.getvalue()
     assert "(updated)" in text and "running" in text
     assert "Verdict for submission #1" in text
-    assert "[#CROUND" in text and "@UCONSOLE verified a solution" in text
+    assert "[DM] (file)" in text and "submission-1-attempt-1.png" in text  # the plot, in the DM
+    assert "[#C0ROUND001" in text and "@UCONSOLE verified a solution" in text
     console.handle("home")
     assert "[App Home]" not in text  # rendered just now, after the snapshot
     assert "Admin panel" in out.getvalue()

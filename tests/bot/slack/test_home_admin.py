@@ -12,7 +12,7 @@ from bot.settings import Settings
 from storage.db import session_factory, session_scope
 from storage.models import Admin, AuditLog, Hint
 
-ADMIN = "UADMIN"
+ADMIN = "U0ADMIN001"
 
 
 def _home(slack_app, user: str):
@@ -31,7 +31,7 @@ def _action_ids(view) -> set[str]:
 
 
 def test_home_for_user_and_admin(slack_app, open_round):
-    user_view = _home(slack_app, "U1")
+    user_view = _home(slack_app, "U0USER0001")
     text = str(user_view["blocks"])
     assert user_view["type"] == "home"
     assert "Palindromes" in text and "Your submissions" in text and "Leaderboard" in text
@@ -53,20 +53,20 @@ def _audit(slack_app):
 
 
 def test_non_admin_button_and_modal_are_refused_and_audited(slack_app, open_round):
-    assert slack_app.action("admin_schedule_hint", user="U1").status_code == 200
-    values = {"user": {"value": {"type": "users_select", "selected_user": "U1"}}}
-    response = slack_app.view_submission("admin_grant", values, user="U1")
+    assert slack_app.action("admin_schedule_hint", user="U0USER0001").status_code == 200
+    values = {"user": {"value": {"type": "users_select", "selected_user": "U0USER0001"}}}
+    response = slack_app.view_submission("admin_grant", values, user="U0USER0001")
     assert response.status_code == 200
     slack_app.fake.wait_for(
         "chat.postMessage", lambda c: "Only puzzle admins" in c.args["text"], count=2
     )
     assert slack_app.fake.calls_to("views.open") == []
     assert _audit(slack_app) == [
-        ("U1", "slack.admin_schedule_hint", False),
-        ("U1", "slack.admin_grant", False),
+        ("U0USER0001", "slack.admin_schedule_hint", False),
+        ("U0USER0001", "slack.admin_grant", False),
     ]
     with session_scope(slack_app.factory) as session:
-        assert session.get(Admin, "U1") is None
+        assert session.get(Admin, "U0USER0001") is None
 
 
 def test_admin_opens_panel_modal_and_schedules_a_hint(slack_app, open_round):
@@ -125,7 +125,7 @@ def test_http_app_serves_when_slack_is_unreachable(sqlite_url, fake_slack, caplo
             {
                 "command": "/puzzle",
                 "text": "help",
-                "user_id": "U1",
+                "user_id": "U0USER0001",
                 "channel_id": "C1",
                 "team_id": "T1",
                 "response_url": fake_slack.response_url(),

@@ -24,6 +24,11 @@ SCOPE_OF = {
     "conversations_history": HISTORY,
     "conversations_replies": HISTORY,
     "conversations_open": "im:write",
+    # Plain @names and #names typed into /puzzle admin commands (slack_refs.SlackDirectory).
+    "users_list": "users:read",
+    "conversations_list": ("channels:read", "groups:read"),
+    # A shared file that arrives without its name or link (Slack Connect, hidden by plan limit).
+    "files_info": "files:read",
 }
 
 
@@ -70,6 +75,9 @@ def test_events_commands_and_interactivity_match_the_listeners():
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
+    # Slack escapes mentions picked from the autocomplete (<@U…|alice>, <#C…|puzzles>) only
+    # with should_escape; without it admin commands get bare names (issue 16, break 2).
+    assert all(c["should_escape"] is True for c in manifest["features"]["slash_commands"])
 
 
 def test_registered_listeners_match_the_manifest():

@@ -33,16 +33,18 @@ def _submission(session, *, thread_ts: str | None = "111.222") -> Submission:
     version = PuzzleVersion(slug="palindromes", version=1, weights_sha256="0" * 64, title="P")
     round_ = Round(
         puzzle_version=version,
-        channel_id="CROUND",
+        channel_id="C0ROUND001",
         opens_at=now - timedelta(days=1),
         closes_at=now + timedelta(days=1),
         status=RoundStatus.OPEN,
     )
-    session.add_all([round_, SlackUser(id="U1"), Blob(sha256="a" * 64, size=1, content=b"x")])
+    session.add_all(
+        [round_, SlackUser(id="U0USER0001"), Blob(sha256="a" * 64, size=1, content=b"x")]
+    )
     session.flush()
     sub = Submission(
         round_id=round_.id,
-        user_id="U1",
+        user_id="U0USER0001",
         filename="s.py",
         blob_sha256="a" * 64,
         status=SubmissionStatus.QUEUED,
@@ -96,13 +98,13 @@ def test_each_state_posts_once(factory):
         keys = [k for k, _, _ in _rows(s)]
         assert keys.count(f"submission:{sub.id}:verdict:1") == 1
         assert keys.count(f"submission:{sub.id}:verdict:1:plot") == 1
-        assert keys.count("round:1:verified:U1") == 1
+        assert keys.count("round:1:verified:U0USER0001") == 1
         verdict = (
             s.query(OutboxMessage).filter_by(idempotency_key=f"submission:{sub.id}:verdict:1").one()
         )
         assert verdict.payload["thread_ts"] == "111.222"
-        line = s.query(OutboxMessage).filter_by(idempotency_key="round:1:verified:U1").one()
-        assert line.payload["channel"] == "CROUND" and "Report" not in str(line.payload)
+        line = s.query(OutboxMessage).filter_by(idempotency_key="round:1:verified:U0USER0001").one()
+        assert line.payload["channel"] == "C0ROUND001" and "Report" not in str(line.payload)
 
 
 def test_modal_submission_threads_under_its_status_and_failures_are_told(factory):
@@ -125,7 +127,7 @@ def test_modal_submission_threads_under_its_status_and_failures_are_told(factory
         )
         assert failure.thread_key == f"submission:{sub.id}:status"
         assert (
-            failure.payload["channel"] == "U1"
+            failure.payload["channel"] == "U0USER0001"
             and "syntax error on line 3" in failure.payload["text"]
         )
 

@@ -279,7 +279,10 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
 ):
     with session_scope(factory) as s:
         outbox.enqueue(
-            session=s, key="top", method="chat_postMessage", payload={"channel": "U7", "text": "p"}
+            session=s,
+            key="top",
+            method="chat_postMessage",
+            payload={"channel": "U0USER0007", "text": "p"},
         )
     assert _drain(factory, client, rounds=1) == 1
     with session_scope(factory) as s:
@@ -287,7 +290,7 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
             session=s,
             key="reply",
             method="chat_postMessage",
-            payload={"channel": "U7", "text": "r"},
+            payload={"channel": "U0USER0007", "text": "r"},
             thread_key="top",
         )
     _send_and_die(factory, client, death)
@@ -298,14 +301,18 @@ def test_dm_thread_reply_accepted_before_a_crash_is_found_in_the_thread(
         == 1
     )
     assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == ["p", "r"]
-    (opened,) = fake_slack.calls_to("conversations.open")
-    assert opened.args["users"] == "U7"
+    # The reply goes where its parent landed (the DM), so the read-back needs no conversations.open.
+    assert [c.args["channel"] for c in fake_slack.calls_to("chat.postMessage")] == [
+        "U0USER0007",
+        "D0USER0007",
+    ]
+    assert fake_slack.calls_to("conversations.open") == []
     (lookup,) = fake_slack.calls_to("conversations.replies")
     with session_scope(factory) as s:
         parent, reply = outbox.get(session=s, key="top"), outbox.get(session=s, key="reply")
-        assert lookup.args["channel"] == "D7" and lookup.args["ts"] == parent.slack_ts
-        assert reply.status == OutboxStatus.SENT and reply.slack_channel == "D7"
-        assert reply.slack_ts == fake_slack.messages["D7"][1]["ts"] != parent.slack_ts
+        assert lookup.args["channel"] == "D0USER0007" and lookup.args["ts"] == parent.slack_ts
+        assert reply.status == OutboxStatus.SENT and reply.slack_channel == "D0USER0007"
+        assert reply.slack_ts == fake_slack.messages["D0USER0007"][1]["ts"] != parent.slack_ts
 
 
 def test_plot_uploaded_before_a_crash_is_not_uploaded_again(factory, client, fake_slack, death):
@@ -386,3 +393,51 @@ def test_pin_already_pinned_counts_as_done(factory, client, fake_slack):
     assert len(fake_slack.calls_to("pins.add")) == 2 and fake_slack.pins == {("C11", ts)}
     with session_scope(factory) as s:
         assert outbox.get(session=s, key="board:pin:again").status == OutboxStatus.SENT
+
+
+def test_plot_for_a_user_without_a_dm_channel_is_shared_in_their_dm(factory, client, fake_slack):
+    """A `/puzzle submit` submission has no DM channel: its status goes to the user id (which
+    chat.postMessage accepts) and the plot, threaded under it, must go to the DM, since
+    files.completeUploadExternal refuses a user id (issue 16, break 1)."""
+    import base64
+
+    from slack_sdk.errors import SlackApiError
+
+    with pytest.raises(SlackApiError, match="invalid_arguments"):  # Slack's rule, in the fake
+        client.files_upload_v2(channel="U0ALICE001", content=b"x", filename="x.png")
+    fake_slack.reset()
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s,
+            key="status",
+            method="chat_postMessage",
+            payload={"channel": "U0ALICE001", "text": "Submission #1: verified"},
+        )
+        outbox.enqueue(
+            session=s,
+            key="plot",
+            method="files_upload_v2",
+            payload={
+                "channel": "U0ALICE001",
+                "filename": "submission-1-attempt-1.png",
+                "title": "plot",
+                "content_b64": base64.b64encode(b"PNGDATA").decode(),
+            },
+            thread_key="status",
+        )
+        outbox.enqueue(  # a lone plot (no parent) finds the DM with conversations.open
+            session=s,
+            key="plot2",
+            method="files_upload_v2",
+            payload={
+                "channel": "U0BOB00001",
+                "filename": "p2.png",
+                "content_b64": base64.b64encode(b"PNG2").decode(),
+            },
+        )
+    assert _drain(factory, client) == 3
+    completes = fake_slack.calls_to("files.completeUploadExternal")
+    assert sorted(c.args["channel_id"] for c in completes) == ["D0ALICE001", "D0BOB00001"]
+    shared = [m for m in fake_slack.messages["D0ALICE001"] if m.get("files")]
+    (status,) = [m for m in fake_slack.messages["D0ALICE001"] if not m.get("files")]
+    assert [m.get("thread_ts") for m in shared] == [status["ts"]]

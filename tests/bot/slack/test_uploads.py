@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 
+from fakes.slack import BOT_USER_ID
+
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
 from storage.models import OutboxMessage, OutboxStatus, Submission, SubmissionStatus
 
-DM = "D0USER1"
+DM = "D0USER0001"
 
 
 def _file_event(
@@ -24,7 +26,7 @@ def _file_event(
         "subtype": "file_share",
         "channel": DM,
         "channel_type": "im",
-        "user": "U1",
+        "user": "U0USER0001",
         "ts": ts,
         "text": "",
         "files": [
@@ -90,15 +92,18 @@ def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_
     assert verdicts[0].args["channel"] == DM and verdicts[0].args["thread_ts"] == event["ts"]
     (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
     assert plot.args["thread_ts"] == event["ts"]
-    # The round channel hears only that U1 verified, nothing about the mechanism.
+    # The round channel hears only that U0USER0001 verified, nothing about the mechanism.
     # (The channel's pinned leaderboard is posted there too; it shows no mechanism either.)
     (line,) = slack_app.fake.wait_for(
         "chat.postMessage",
-        lambda c: c.args["channel"] == "CROUND" and str(c.args.get("text")).startswith("<@U1>"),
+        lambda c: (
+            c.args["channel"] == "C0ROUND001"
+            and str(c.args.get("text")).startswith("<@U0USER0001>")
+        ),
     )
-    assert line.args["text"].startswith("<@U1> verified a solution")
+    assert line.args["text"].startswith("<@U0USER0001> verified a solution")
     for post in slack_app.fake.calls_to("chat.postMessage"):
-        if post.args["channel"] == "CROUND":
+        if post.args["channel"] == "C0ROUND001":
             assert "Verdict" not in str(post.args.get("blocks"))
     (updated,) = _submissions(slack_app)
     assert updated.status == SubmissionStatus.VERIFIED
@@ -109,11 +114,21 @@ def test_dm_upload_is_one_submission_and_verdict_lands_once_in_its_thread(slack_
         )
 
 
-def test_bad_file_gets_an_ephemeral_error_and_no_submission(slack_app, open_round):
+def _refusal(slack_app, thread_ts: str | None = "1700000000.000100"):
+    """The refusal: a message in the DM, under the file's message (not an ephemeral, which
+    Slack shows only to a user active right then)."""
+    (call,) = slack_app.fake.wait_for(
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == thread_ts
+    )
+    assert slack_app.fake.calls_to("chat.postEphemeral") == []
+    return call
+
+
+def test_bad_file_gets_an_error_in_its_thread_and_no_submission(slack_app, open_round):
     event = _file_event(slack_app, "F2", "notes.txt", b"hello")
     slack_app.event(event)
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert call.args["user"] == "U1" and ".py" in call.args["text"]
+    call = _refusal(slack_app)
+    assert call.args["channel"] == DM and ".py" in call.args["text"]
     assert _submissions(slack_app) == []
 
 
@@ -121,8 +136,7 @@ def test_file_from_a_foreign_host_is_not_downloaded(slack_app, open_round):
     event = _file_event(slack_app, "F3", "s.py", b"x = 1\n")
     event["files"][0]["url_private_download"] = "https://evil.example.com/s.py"
     slack_app.event(event)
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert "Slack" in call.args["text"]
+    assert "Slack" in _refusal(slack_app).args["text"]
     assert _submissions(slack_app) == []
 
 
@@ -144,7 +158,7 @@ def test_modal_submit_creates_one_submission_threaded_under_its_status(slack_app
     status = slack_app.fake.wait_for("chat.postMessage", lambda c: "Submission #" in c.args["text"])
     (sub,) = _submissions(slack_app)
     assert sub.writeup_url == "https://example.com/post" and sub.thread_ts is None
-    assert status[0].args["channel"] == "U1"  # the DM with the bot
+    assert status[0].args["channel"] == "U0USER0001"  # the DM with the bot
 
 
 def test_modal_without_file_shows_field_error(slack_app, open_round):
@@ -183,7 +197,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "type": "message",
             "channel": DM,
             "channel_type": "im",
-            "user": "U1",
+            "user": "U0USER0001",
             "ts": "1.1",
             "text": "hi",
         }
@@ -195,7 +209,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "type": "message",
             "channel": DM,
             "channel_type": "im",
-            "user": "U1",
+            "user": "U0USER0001",
             "ts": "1.2",
             "thread_ts": "1.0",
             "text": "thanks",
@@ -207,7 +221,7 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
             "channel": DM,
             "channel_type": "im",
             "bot_id": "B1",
-            "user": "UBOT",
+            "user": BOT_USER_ID,
             "ts": "1.3",
             "text": "our own post",
         }
@@ -314,9 +328,49 @@ def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app
         uploads.recover_pending(session_factory=slack_app.factory, settings=settings, now=later)
         == 1
     )
-    (call,) = slack_app.fake.wait_for("chat.postEphemeral")
-    assert call.args["user"] == "U1" and "upload it again" in call.args["text"]
+    call = _refusal(slack_app)
+    assert call.args["channel"] == DM and "upload it again" in call.args["text"]
     with session_scope(slack_app.factory) as session:
         assert session.get(InboundUpload, "F9").status == InboundStatus.REFUSED
     assert _submissions(slack_app) == []
     assert slack_app.fake.download_count == 0
+
+
+def test_a_modal_submission_gets_its_verdict_plot_in_the_dm(slack_app, open_round):
+    """`/puzzle submit` has no DM channel: the verdict and its plot must still reach the user's
+    DM with the bot, threaded under the status message (issue 16, break 1)."""
+    source = get_puzzle("palindromes").solution_path.read_bytes()
+    url = slack_app.fake.add_file("F0MODAL001", "solution.py", source)
+    values = {
+        "solution_file": {
+            "file": {
+                "type": "file_input",
+                "files": [
+                    {
+                        "id": "F0MODAL001",
+                        "name": "solution.py",
+                        "size": len(source),
+                        "url_private_download": url,
+                    }
+                ],
+            }
+        },
+        "writeup": {"url": {"type": "url_text_input", "value": None}},
+    }
+    assert (
+        slack_app.view_submission("submit_solution", values, user="U0ALICE001").status_code == 200
+    )
+    slack_app.fake.wait_for("chat.postMessage", lambda c: "Submission #" in str(c.args["text"]))
+    (sub,) = _submissions(slack_app)
+    assert sub.dm_channel is None
+    assert _verify(slack_app, sub.id) == "verified"
+    _drain(slack_app)
+    (plot,) = slack_app.fake.wait_for("files.completeUploadExternal")
+    assert plot.args["channel_id"] == "D0ALICE001"
+    status = next(
+        m for m in slack_app.fake.messages["D0ALICE001"] if "Submission #" in str(m.get("text"))
+    )
+    assert plot.args["thread_ts"] == status["ts"]
+    with session_scope(slack_app.factory) as session:
+        failed = session.query(OutboxMessage).filter(OutboxMessage.status != OutboxStatus.SENT)
+        assert [(r.idempotency_key, r.last_error) for r in failed] == []

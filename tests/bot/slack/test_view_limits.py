@@ -65,7 +65,7 @@ def _submission(i: int, status: SubmissionStatus = SubmissionStatus.VERIFIED) ->
     sub = Submission(
         id=i,
         round_id=7,
-        user_id="U1",
+        user_id="U0USER0001",
         filename="x" * 250 + ".py",
         blob_sha256="0" * 64,
         status=status,
@@ -163,8 +163,8 @@ def messages() -> dict[str, dict]:
         participants=3,
         verified_passing=2,
         solvers=2,
-        best=[BestSubmission("U1", 1, 0.9, 0.8, 2, "https://w")] * 5,
-        credits=[CreditLine("U1", "best_solution", False, "n" * 2000, "https://w")] * 5,
+        best=[BestSubmission("U0USER0001", 1, 0.9, 0.8, 2, "https://w")] * 5,
+        credits=[CreditLine("U0USER0001", "best_solution", False, "n" * 2000, "https://w")] * 5,
     )
     built = {
         "puzzle": puzzle.build_puzzle_message(ov),
@@ -178,7 +178,7 @@ def messages() -> dict[str, dict]:
         "status": submissions.build_status_message(subs[0]),
         "verdict": submissions.build_verdict_message(subs[0], verdict),
         "failure": submissions.build_failure_message(subs[5]),
-        "channel_line": submissions.build_channel_verified_line("U1"),
+        "channel_line": submissions.build_channel_verified_line("U0USER0001"),
         "me": submissions.build_my_submissions(subs, best_score=0.9),
         "me_empty": submissions.build_my_submissions([], best_score=None),
         "leaderboard": leaderboard.build_round_leaderboard_message(board, viewer_id="U400"),
@@ -202,7 +202,7 @@ def views() -> dict[str, dict]:
     ov = _overview()
     board, all_time = _boards()
     subs = [_submission(i) for i in range(1, 40)]
-    blocks = leaderboard.leaderboard_home_blocks(board, all_time, viewer_id="U1")
+    blocks = leaderboard.leaderboard_home_blocks(board, all_time, viewer_id="U0USER0001")
     built = {
         "home_admin": home.build_home_view(
             overview=ov, mine=MySubmissions(subs, 0.9), leaderboard=blocks, is_admin=True

@@ -53,7 +53,8 @@ def test_sandbox_runs_predict_unprivileged_and_isolated() -> None:
         assert info["nproc"] == LIMITS.nproc
     assert info["cwd"] == "/sandbox"
     assert not any(key.startswith("CIRCUITBOARD") for key in info["env"])
-    assert info["as"] == LIMITS.memory_mb << 20
+    # the budget sits on top of what the interpreter maps with torch imported
+    assert info["as"] == outcome.result["address_space_base"] + (LIMITS.memory_mb << 20)
     assert info["hostname"] == "sandbox"
     assert info["repo_visible"] is False
 
@@ -81,6 +82,45 @@ def test_unsandboxed_mode_runs_without_bwrap() -> None:
     assert outcome.failure is None
     assert outcome.sandboxed is False
     assert outcome.result["circuit"] == ["L0MLP"]
+
+
+ALLOCATE = """
+def predict(tokens):
+    block = bytearray({mb} << 20)
+    return tokens[:, :1] % 2
+"""
+
+
+@pytest.mark.parametrize("sandbox", [pytest.param(True, marks=needs_bwrap), False])
+def test_memory_budget_is_on_top_of_the_torch_import(sandbox: bool) -> None:
+    # 384 MB in all would not even hold a CPU build of torch (~0.6 GB mapped; a CUDA build maps
+    # several GB): the budget is what the submission itself may add.
+    limits = SandboxLimits(memory_mb=384, wall_seconds=20)
+    tokens = torch.randint(0, 9, (4, 5))
+    run = {"tokens": tokens, "k": 1, "n_classes": 2, "limits": limits, "sandbox": sandbox}
+    fits = run_submission(ALLOCATE.format(mb=256), **run)
+    assert fits.failure is None, fits.log_tail
+    assert torch.equal(fits.predictions, tokens[:, :1] % 2)
+    too_big = run_submission(ALLOCATE.format(mb=512), **run)
+    assert too_big.failure is not None and "out of memory" in too_big.failure
+
+
+PROBE_CUDA = """
+import os, torch
+def predict(tokens):
+    print("CUDA", torch.cuda.is_available(), repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+    return tokens[:, :1] % 2
+"""
+
+
+def test_submission_code_sees_no_gpu() -> None:
+    # Unsandboxed too: predict runs on the CPU even on a GPU worker (bwrap's /dev has no GPU either).
+    tokens = torch.randint(0, 9, (4, 5))
+    outcome = run_submission(
+        PROBE_CUDA, tokens=tokens, k=1, n_classes=2, sandbox=False, limits=LIMITS
+    )
+    assert outcome.failure is None, outcome.log_tail
+    assert "CUDA False ''" in outcome.log_tail
 
 
 def test_no_bwrap_means_refusal(tmp_path, monkeypatch) -> None:
