@@ -30,7 +30,7 @@ from puzzles.verify.causal import InterventionEngine, Patch, naive_patched_logit
 from puzzles.verify.causal_check import interventions_for  # noqa: E402
 from puzzles.verify.causal_section import check_trusted, declaration, prepare  # noqa: E402
 
-FIVE_VARIABLES = '''
+FIVE_VARIABLES = """
 HYPOTHESIS = {
     "variables": {
         "right": {"from": ["tokens"], "site": "resid_pre L0 @ 11..20"},
@@ -49,7 +49,7 @@ def mirror_b(tokens): return tokens[:, 7:3:-1]
 def mirror_c(tokens): return tokens[:, 3:0:-1]
 def is_palindrome(right, a, b, c): return (right == torch.cat([a, b, c], 1)).all(-1)
 def answer(is_palindrome): return is_palindrome.long()[:, None]
-'''
+"""
 
 
 def _median(fn, repeat: int) -> tuple[float, object]:

@@ -191,7 +191,9 @@ class InterventionEngine:
 
 
 @torch.no_grad()
-def naive_patched_logits(model, engine: AblationEngine, bases, patches: Sequence[Patch], cache=None):
+def naive_patched_logits(
+    model, engine: AblationEngine, bases, patches: Sequence[Patch], cache=None
+):
     """The same intervention the obvious way: the sources' activations from a clean
     ``run_with_cache`` of the pool (pass ``cache`` to reuse one), then one ``run_with_hooks``."""
     tokens = engine.tokens

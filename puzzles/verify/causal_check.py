@@ -240,9 +240,9 @@ def causal_check(
         row.update(_scrub(inter, job, name, tensors, cfg, generator))
         row["site"] = " + ".join(site.name for site in var.sites)
         status = _status(row["iia"], cfg["causal_holds"], cfg["causal_partly"])
-        if status == HOLDS and row.get("recovered") is not None:
-            if row["recovered"] < cfg["causal_scrub_holds"]:
-                status = PARTLY
+        recovered = row.get("recovered")
+        if status == HOLDS and recovered is not None and recovered < cfg["causal_scrub_holds"]:
+            status = PARTLY
         row["status"] = status
         variables[name] = row
     joint = None

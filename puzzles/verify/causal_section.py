@@ -89,7 +89,9 @@ def add_plot(verdict: Verdict, notes: list[str]) -> None:
         notes.append(f"causal plot failed: {type(exc).__name__}")
 
 
-def trusted_counterfactuals(source: str, job: CausalJob) -> tuple[dict[str, Any] | None, str | None]:
+def trusted_counterfactuals(
+    source: str, job: CausalJob
+) -> tuple[dict[str, Any] | None, str | None]:
     """Run the hypothesis' functions IN THIS PROCESS: only for code we trust (the catalog's
     references, tests, benchmarks). Uploads always go through the sandbox."""
     import torch

@@ -317,7 +317,9 @@ def parse_hypothesis(
         raise HypothesisError("HYPOTHESIS must be a dict with 'variables' and 'answer'")
     unknown = set(declaration) - {"variables", "answer", "attention"}
     if unknown:
-        raise HypothesisError(f"HYPOTHESIS has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+        raise HypothesisError(
+            f"HYPOTHESIS has unknown keys: {', '.join(sorted(map(str, unknown)))}"
+        )
     raw_vars = declaration.get("variables")
     if not isinstance(raw_vars, dict) or not raw_vars:
         raise HypothesisError("HYPOTHESIS['variables'] must be a non-empty dict: name -> spec")
@@ -363,9 +365,7 @@ def parse_hypothesis(
     answer_function = raw_answer.get("function", "answer")
     if not isinstance(answer_function, str) or not _NAME.match(answer_function):
         raise HypothesisError("answer: 'function' must name a function of your file")
-    for owner, inputs in [(v.name, v.inputs) for v in specs.values()] + [
-        ("answer", answer_inputs)
-    ]:
+    for owner, inputs in [(v.name, v.inputs) for v in specs.values()] + [("answer", answer_inputs)]:
         for item in inputs:
             if item != "tokens" and item not in specs:
                 raise HypothesisError(f"{owner} reads {item!r}, which is not a declared variable")
@@ -404,7 +404,9 @@ def _attention(raw: Any, **shape: Any) -> list[AttentionClaim]:
     for i, claim in enumerate(raw):
         where = f"attention claim {i + 1}"
         if not isinstance(claim, dict) or not {"head", "query", "key"} <= set(claim):
-            raise HypothesisError(f"{where}: use {{'head': 'L0H0', 'query': '11..20', 'key': '21-p'}}")
+            raise HypothesisError(
+                f"{where}: use {{'head': 'L0H0', 'query': '11..20', 'key': '21-p'}}"
+            )
         site = parse_site(f"{claim['head']}@{claim['query']}", **shape)
         if site.kind != "head":
             raise HypothesisError(f"{where}: {claim['head']!r} is not an attention head")

@@ -393,7 +393,10 @@ class Sandbox:
         self.wait_ready()
         job: dict[str, Any] = {"source": self._put("submission.py", source.encode("utf-8"))}
         if causal is not None:
-            job["causal"] = {**causal.spec, "inputs": self._put("causal.safetensors", causal.inputs)}
+            job["causal"] = {
+                **causal.spec,
+                "inputs": self._put("causal.safetensors", causal.inputs),
+            }
         if tokens is not None:
             from safetensors.torch import save
 

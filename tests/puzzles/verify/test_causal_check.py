@@ -78,7 +78,9 @@ def _not_computed(src: str) -> str:
     src = _replace(src, MIRROR_SITE, '"site": "L0H0@1..10",')
     src = _replace(src, "return tokens[:, 1:11].flip(-1)", "return tokens[:, 11:21].flip(-1)")
     return _replace(
-        src, "return (tokens[:, 11:21] == mirror).all(-1)", "return (tokens[:, 1:11] == mirror).all(-1)"
+        src,
+        "return (tokens[:, 11:21] == mirror).all(-1)",
+        "return (tokens[:, 1:11] == mirror).all(-1)",
     )
 
 
