@@ -94,14 +94,23 @@ class InterventionEngine:
                     resid = patch_resid("resid_post", layer - 1, resid, e.resid_pre[layer])
                 resid = patch_resid("resid_pre", layer, resid, e.resid_pre[layer])
                 heads = [p for p in patches if p.site.kind == "head" and p.site.layer == layer]
-                z = e._attn_z(layer, resid) if changed else e.z[layer][bases]
-                for p in heads:
-                    z = _apply(p.site, z, e.z[layer][p.sources])
-                if heads:
-                    changed = True
                 if layer == last:
-                    # only the answer positions reach the logits from here on
-                    resid, z = resid[:, self.answers], z[:, self.answers]
+                    # only the answer positions reach the logits from here on: queries there only
+                    answers = self.answers
+                    if changed:
+                        z = e._attn_z(layer, resid, answers)
+                    else:
+                        z = e.z[layer][:, answers][bases]
+                    for p in heads:
+                        site = self._at_answers(p.site)
+                        if site is not None:
+                            z = _apply(site, z, e.z[layer][:, answers][p.sources])
+                    resid = resid[:, answers]
+                else:
+                    z = e._attn_z(layer, resid) if changed else e.z[layer][bases]
+                    for p in heads:
+                        z = _apply(p.site, z, e.z[layer][p.sources])
+                changed = changed or bool(heads)
                 resid = resid + e._attn_out(layer, z)
                 continue
             if layer < last:
@@ -130,6 +139,13 @@ class InterventionEngine:
                 resid = resid[:, self.answers]
             resid = self._answer_patch("resid_post", last, resid, patches, e.resid_final)
         return e._unembed(resid)
+
+    def _at_answers(self, site: Site) -> Site | None:
+        """The site on a tensor holding the answer positions only (None: no answer position)."""
+        keep = tuple(i for i, a in enumerate(self.answers.tolist()) if a in site.positions)
+        if not keep:
+            return None
+        return Site(site.kind, site.layer, site.head, keep, site.direction)
 
     def _full(self, selected: torch.Tensor, layer: int, bases: torch.Tensor) -> torch.Tensor:
         """A full-sequence tensor holding ``selected`` at the answer positions (patch helper)."""
