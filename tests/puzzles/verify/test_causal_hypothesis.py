@@ -76,3 +76,28 @@ def test_declaration_is_read_without_running_code() -> None:
     assert find_declaration("HYPOTHESIS = {'variables': {}}\n") == {"variables": {}}
     with pytest.raises(HypothesisError, match="plain literal"):
         find_declaration("HYPOTHESIS = dict(open('/etc/passwd'))\n")
+
+
+@pytest.mark.parametrize(
+    ("functions", "message"),
+    [
+        ("def answer(a):\n    return a[:, :1]\n", "needs a function `a`"),
+        ("def a(t):\n    raise KeyError('x')\ndef answer(a):\n    return a\n", "KeyError"),
+        ("def a(t):\n    return t[:3]\ndef answer(a):\n    return a\n", "one row per input"),
+        ("def a(t):\n    return t[:, :1]\ndef answer(a):\n    return a + 5\n", "class ids"),
+    ],
+    ids=["missing", "raises", "rows", "classes"],
+)
+def test_hypothesis_function_errors_are_clear(functions, message) -> None:
+    import torch
+
+    from puzzles.verify.causal_check import build_job
+    from puzzles.verify.causal_section import trusted_counterfactuals
+
+    decl = {"variables": {"a": {"from": ["tokens"], "site": "L0H0@END"}}, "answer": ["a"]}
+    hyp = parse_hypothesis(decl, **SHAPE)
+    pool = torch.randint(0, 2, (40, 22))
+    job = build_job(hyp, pool, seed=1, k=1, n_classes=2, config={})
+    source = f"HYPOTHESIS = {decl!r}\n{functions}"
+    tensors, error = trusted_counterfactuals(source, job)
+    assert tensors is None and message in error
