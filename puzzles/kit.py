@@ -96,6 +96,24 @@ def starter_notebook(puzzle: Puzzle) -> nbformat.NotebookNode:
             "and write `predict(tokens)` + `CIRCUIT` in a `solution.py`; check it with "
             f"`circuitboard verify solution.py --puzzle {puzzle.slug}`."
         ),
+        v4.new_markdown_cell(
+            "**Format v2: say how it works.** Add a literal `HYPOTHESIS` naming the variables of "
+            "your algorithm and the model site holding each (`'L0H1@END'`, `'resid_post L0 @ 3..5'`), "
+            "one function per variable and an `answer` function. The verifier patches each site "
+            "from another input and checks the model's answer changes the way your algorithm's "
+            "does (IIA per variable). Template (see the README for the full format):\n\n"
+            "```python\n"
+            "HYPOTHESIS = {\n"
+            "    'variables': {'v': {'from': ['tokens'], 'site': 'L0H0@END'}},\n"
+            "    'answer': {'from': ['v']},\n"
+            "    'attention': [{'head': 'L0H0', 'query': 'END', 'key': 'p-1'}],\n"
+            "}\n"
+            "def v(tokens): ...        # one row per input\n"
+            "def answer(v): ...        # LongTensor [n, k] of class ids\n"
+            "```\n\n"
+            f"`circuitboard verify solution.py --puzzle {puzzle.slug}` prints the per-claim table "
+            "(holds / partly / does not hold) on the public seed."
+        ),
     ]
     nb = v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {

@@ -174,7 +174,82 @@ def main() -> int:
             result["errors"]["predict"] = error
         else:
             save_file({"predictions": out}, "out/predictions.safetensors")
+    if job.get("causal"):
+        error = _run_causal(namespace, job["causal"], torch, load_file, save_file)
+        if error:
+            result["errors"]["hypothesis"] = error
     return finish()
+
+
+MAX_VARIABLE_ELEMENTS = 4_000_000
+
+
+def _run_causal(namespace: dict, spec: dict, torch, load_file, save_file) -> str | None:
+    """Format v2 job: counterfactual answers of the submission, left in out/causal.safetensors."""
+    inputs = load_file(spec["inputs"])
+    out, error = counterfactuals(namespace, spec, inputs, torch)
+    if out is not None:
+        save_file(out, "out/causal.safetensors")
+    return error
+
+
+def counterfactuals(namespace: dict, spec: dict, inputs: dict, torch) -> tuple:
+    """The solver's algorithm on a pool of inputs, then on base inputs with some variables set to
+    their values on source inputs. The wiring (``spec``) comes from the trusted process; only the
+    functions are the submission's. Returns ``(tensors, None)`` or ``(None, error)``.
+    """
+    pool = inputs["pool"]
+    k, n_classes = int(spec["k"]), int(spec["n_classes"])
+    steps = [*spec["variables"], {**spec["answer"], "name": "answer"}]
+    for step in steps:
+        if not callable(namespace.get(step["function"])):
+            what = "the answer" if step["name"] == "answer" else f"variable {step['name']!r}"
+            return None, f"HYPOTHESIS: {what} needs a function `{step['function']}` in your file"
+
+    def run(tokens, fixed):
+        values = {}
+        for step in steps:
+            name = step["name"]
+            if name in fixed:
+                values[name] = fixed[name]
+                continue
+            args = [tokens.clone() if i == "tokens" else values[i] for i in step["inputs"]]
+            value = namespace[step["function"]](*args)
+            if name == "answer":
+                out, error = _check_predictions(value, torch, tokens.shape[0], k, n_classes)
+                if error:
+                    raise ValueError(error.replace("predict", "answer", 1))
+                return values, out
+            value = torch.as_tensor(value)
+            if value.dim() == 0 or value.shape[0] != tokens.shape[0]:
+                raise ValueError(
+                    f"variable {name!r} must have one row per input ({tokens.shape[0]}), "
+                    f"got shape {list(value.shape)}"
+                )
+            values[name] = value
+        raise AssertionError("unreachable")
+
+    try:
+        with torch.no_grad():
+            values, answer = run(pool, {})
+            total = sum(v.numel() for v in values.values())
+            if total > MAX_VARIABLE_ELEMENTS:
+                return None, (
+                    f"HYPOTHESIS: the variables hold {total} numbers; at most {MAX_VARIABLE_ELEMENTS}"
+                )
+            out = {"answer": answer}
+            for name, value in values.items():
+                flat = value.reshape(value.shape[0], -1)
+                out[f"value.{name}"] = flat.to(torch.float64).contiguous()
+            for i, names in enumerate(spec["interventions"]):
+                pairs = inputs[f"pairs.{i}"]
+                fixed = {name: values[name][pairs[:, 1]] for name in names}
+                out[f"cf.{i}"] = run(pool[pairs[:, 0]], fixed)[1]
+    except MemoryError:
+        return None, "HYPOTHESIS: the hypothesis functions ran out of memory"
+    except BaseException as exc:  # noqa: BLE001
+        return None, "a HYPOTHESIS function raised an exception:\n" + _user_traceback(exc)
+    return out, None
 
 
 if __name__ == "__main__":

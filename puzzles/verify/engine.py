@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from puzzles.verify import causal_section
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, replication_check
 from puzzles.verify.components import ComponentError, parse_circuit
@@ -109,6 +110,7 @@ def verify_submission(
             verdict.plot_png = render_plot(verdict)
         except Exception as exc:  # a plot is a nicety, never a reason to lose a verdict
             notes.append(f"plot failed: {type(exc).__name__}")
+        causal_section.add_plot(verdict, notes)
         verdict.runtime_s = time.perf_counter() - started
         return verdict
 
@@ -119,6 +121,7 @@ def verify_submission(
         return finish()
 
     checks = list(config.get("checks", ["replication", "circuit"]))
+    declared = causal_section.declaration(submission.source)  # format v2, read without running it
     limits = limits or SandboxLimits.from_config(config)
     report("sandbox start")
     # Start the sandbox first: it imports torch while we prepare the data and the model here.
@@ -151,6 +154,9 @@ def verify_submission(
             model_answers = torch.cat([engine.clean_logits, rest.clean_logits]).argmax(-1).cpu()
             del rest
         labels = torch.as_tensor(task.labels(tokens)).reshape(tokens.shape[0], k).long()
+        causal = causal_section.prepare(
+            declared, engine, task, config, seed=public_seed(puzzle) if seed is None else int(seed)
+        )
 
         report("replication")
         try:
@@ -160,6 +166,7 @@ def verify_submission(
                 k=k,
                 n_classes=n_classes,
                 wall_seconds=limits.wall_seconds,
+                causal=causal.job,
             )
         except SandboxError as exc:
             verdict.error = f"the sandbox failed ({exc}); this is not your fault, please retry"
@@ -195,6 +202,9 @@ def verify_submission(
         verdict.checks["circuit"] = _circuit(
             outcome.result.get("circuit"), errors.get("circuit"), engine, task, config
         )
+    if causal.wanted:
+        report("causal")
+        verdict.checks["causal"] = causal.check(outcome, engine, config)
     verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(verdict.checks)
     return finish(outcome.log_tail)
 

@@ -87,6 +87,7 @@ class SandboxOutcome:
     failure: str | None
     result: dict[str, Any] = field(default_factory=dict)
     predictions: Any = None  # torch.LongTensor [n, k] when predict produced valid output
+    causal: Any = None  # format v2: the runner's tensors (variable values, counterfactual answers)
     log_tail: str = ""
     exit_code: int | None = None
     wall_seconds: float = 0.0
@@ -381,19 +382,28 @@ class Sandbox:
         k: int = 1,
         n_classes: int = 2,
         wall_seconds: float | None = None,
+        causal: Any = None,
     ) -> SandboxOutcome:
-        """Execute ``source`` once: collect CIRCUIT and, given ``tokens``, ``predict(tokens)``."""
+        """Execute ``source`` once: collect CIRCUIT and, given ``tokens``, ``predict(tokens)``;
+        given ``causal`` (a :class:`puzzles.verify.causal_check.CausalJob`), the v2 counterfactuals."""
         if self._used:
             raise RuntimeError("a sandbox runs exactly one submission")
         self._used = True
         try:
-            return self._run(source, tokens, k, n_classes, wall_seconds or self.limits.wall_seconds)
+            return self._run(
+                source, tokens, k, n_classes, wall_seconds or self.limits.wall_seconds, causal
+            )
         finally:
             self.close()
 
-    def _run(self, source, tokens, k, n_classes, wall) -> SandboxOutcome:
+    def _run(self, source, tokens, k, n_classes, wall, causal=None) -> SandboxOutcome:
         self.wait_ready()
         job: dict[str, Any] = {"source": self._put("submission.py", source.encode("utf-8"))}
+        if causal is not None:
+            job["causal"] = {
+                **causal.spec,
+                "inputs": self._put("causal.safetensors", causal.inputs),
+            }
         if tokens is not None:
             from safetensors.torch import save
 
@@ -445,7 +455,34 @@ class Sandbox:
                 result.setdefault("errors", {})["predict"] = (
                     "predict's output could not be read back (missing, malformed or tampered with)"
                 )
+        if causal is not None and status == "ok" and "hypothesis" not in result["errors"]:
+            outcome.causal = self._read_tensors("causal.safetensors", causal.max_bytes)
+            error = None if outcome.causal is None else causal.check(outcome.causal)
+            if outcome.causal is None or error:
+                outcome.causal = None
+                result["errors"]["hypothesis"] = error or (
+                    "the hypothesis' output could not be read back (missing or malformed)"
+                )
         return outcome
+
+    def _read_tensors(self, name: str, max_bytes: int) -> dict[str, Any] | None:
+        """A safetensors file the child left in out/ (size-capped, no links), or None."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        out_fd = self._out_dir_fd()
+        if out_fd is None:
+            return None
+        try:
+            raw = _read_regular_file(out_fd, name, max_bytes)
+        finally:
+            os.close(out_fd)
+        if raw is None:
+            return None
+        try:
+            return load(raw)
+        except (SafetensorError, ValueError, RuntimeError, OverflowError):
+            return None
 
     def _out_dir_fd(self) -> int | None:
         try:

@@ -140,9 +140,10 @@ def load_submission(data: bytes, filename: str) -> Submission:
     names = _top_level_names(tree)
     defines_predict = "predict" in names
     defines_circuit = "CIRCUIT" in names
-    if not (defines_predict or defines_circuit):
+    if not (defines_predict or defines_circuit or "HYPOTHESIS" in names):
         raise SubmissionError(
-            "The submission defines neither `predict(tokens)` nor `CIRCUIT`; define at least one."
+            "The submission defines none of `predict(tokens)`, `CIRCUIT` and `HYPOTHESIS`; "
+            "define at least one."
         )
     return Submission(
         filename=name,

@@ -54,7 +54,7 @@ def test_circuit_only_submission_is_accepted() -> None:
         (b"", "s.py", "empty"),
         (b"def predict(t):\n    return '\xff'\n", "s.py", "not UTF-8"),
         (b"def predict(t)\n    return t\n", "s.py", "Syntax error at line 1"),
-        (b"x = 1\n", "s.py", "defines neither"),
+        (b"x = 1\n", "s.py", "defines none of"),
         (b'{"cells": [', "s.ipynb", "not valid JSON"),
         (b'{"nbformat": 4}', "s.ipynb", "no cells"),
         (b"a\x00b = 1\n", "s.py", "NUL"),
