@@ -10,6 +10,7 @@ import typer
 
 from bot.cli import db, puzzles, rounds, run, verify, worker
 from bot.cli import export as export_cli
+from bot.cli import sandbox as sandbox_cli
 from bot.cli import slackbot as slackbot_cli
 from bot.cli import submissions as submissions_cli
 
@@ -33,6 +34,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(puzzles.app, name="puzzles")
 app.add_typer(rounds.app, name="rounds")
 app.add_typer(submissions_cli.app, name="submissions")
+app.add_typer(sandbox_cli.app, name="sandbox")
 verify.register(app)
 worker.register(app)
 slackbot_cli.register(app)
