@@ -158,13 +158,14 @@ def _unprivileged_userns_allowed() -> bool:
     return True
 
 
-def _count_processes(uid: int) -> int:
+def _count_tasks(uid: int) -> int:
+    """Processes and threads of ``uid``: what RLIMIT_NPROC counts."""
     count = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 if os.stat(f"/proc/{entry}").st_uid == uid:
-                    count += 1
+                    count += len(os.listdir(f"/proc/{entry}/task"))
     return count
 
 
@@ -172,6 +173,7 @@ def _count_processes(uid: int) -> int:
 
 _issued_lock = threading.Lock()
 _issued: list[int] = []
+_uid_cursor = random.randrange(_UID_COUNT)
 
 
 def _uid_dir() -> Path:
@@ -193,8 +195,12 @@ class UidClaim:
     """A sandbox uid nobody else uses while this claim is held (flock on ``<dir>/<uid>``)."""
 
     def __init__(self) -> None:
+        global _uid_cursor
         directory = _uid_dir()
-        start = random.randrange(_UID_COUNT)
+        with _issued_lock:
+            # this process walks the range from a random start, so it reuses no uid soon;
+            # the flock decides between processes
+            start = _uid_cursor = (_uid_cursor + 1) % _UID_COUNT
         for i in range(_UID_COUNT):
             uid = _UID_BASE + (start + i) % _UID_COUNT
             fd = os.open(
@@ -208,6 +214,7 @@ class UidClaim:
             self.uid, self._fd = uid, fd
             with _issued_lock:
                 _issued.append(uid)
+                _uid_cursor = uid - _UID_BASE
             return
         raise SandboxError("every sandbox uid is in use")
 
@@ -435,7 +442,7 @@ class Sandbox:
             nproc = limits.fallback_nproc if use_bwrap else limits.nproc
             if self.uid is None:
                 # RLIMIT_NPROC counts every task of the caller's uid: the budget comes on top
-                nproc += _count_processes(os.getuid())
+                nproc += _count_tasks(os.getuid())
         leaf = self.cgroup
 
         def preexec() -> None:

@@ -193,3 +193,20 @@ CIRCUIT = ["L0H0"]
     assert facts["work"] == 16 << 20 and facts["tmp"] == 8 << 20
     assert facts["/dev/shm/x"] == "read-only" and facts["/x"] == "read-only"
     assert facts["cwd"] == "/sandbox"
+
+
+def test_a_crash_while_checking_the_output_is_the_submissions_failure(monkeypatch) -> None:
+    from puzzles.catalog import get_puzzle
+    from puzzles.verify import engine, verify_submission
+
+    def boom(**_: object) -> None:
+        raise RecursionError("output built to break the checks")
+
+    monkeypatch.setattr(engine, "replication_check", boom)
+    puzzle = get_puzzle("palindromes")
+    verdict = verify_submission(
+        puzzle.solution_path.read_bytes(), "s.py", puzzle, sandbox=False, heldout_size=32
+    )
+    assert verdict.passed is False
+    assert verdict.error_kind == "runtime"  # counted, unlike "infrastructure"
+    assert "could not be checked (RecursionError)" in verdict.error
