@@ -486,7 +486,9 @@ class Sandbox:
         # The interpreter and its libraries, read-only; nothing else of the host (no repo data,
         # no weights, no database, no /etc, no /home).
         binds = [(str(RUNNER), "/opt/circuitboard/runner.py")]
-        for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+        interpreter_home = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+        prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, interpreter_home)}
+        for prefix in sorted(prefixes):
             if prefix != "/usr" and not prefix.startswith("/usr/"):
                 binds.append((prefix, prefix))
         made: set[str] = set()

@@ -394,9 +394,17 @@ def outcome(tmp_path_factory, request):
                 case.source, case.filename, puzzle, limits=LIMITS, heldout_size=64
             )
 
+        # Without a cgroup or uids of their own (an unprivileged worker's fallback) sandboxes
+        # share one uid's task count, so a fork bomb starves any sandbox starting beside it:
+        # then it runs alone, after the others (the README says so).
+        shared = os.geteuid() != 0 and cgroups.probe()[0] is None
+        alone = {"fork_bomb"} if shared else set()
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {name: pool.submit(run, case) for name, case in cases.items()}
+            futures = {
+                name: pool.submit(run, case) for name, case in cases.items() if name not in alone
+            }
             verdicts = {name: f.result() for name, f in futures.items()}
+        verdicts.update({name: run(cases[name]) for name in alone})
     finally:
         sampler.stop.set()
         sampler.join()

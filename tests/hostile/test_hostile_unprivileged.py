@@ -40,7 +40,11 @@ def _reachable_interpreter() -> list[str]:
             None,
         )
         if closed is not None:
-            args += ["--perms", "0755", "--tmpfs", str(closed), "--ro-bind", prefix, prefix]
+            args += ["--perms", "0755", "--tmpfs", str(closed)]
+            for between in reversed(Path(prefix).parents):
+                if between != closed and closed in between.parents:
+                    args += ["--perms", "0755", "--dir", str(between)]
+            args += ["--ro-bind", prefix, prefix]
     return args
 
 
