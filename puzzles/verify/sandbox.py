@@ -63,6 +63,8 @@ _RESULT_STATUSES = ("ok", "memory", "load_error")
 _UID_BASE = 200_000
 _UID_COUNT = 50_000
 UID_DIR_ENV = "CIRCUITBOARD_SANDBOX_UID_DIR"
+_START_SLACK = 16
+"""Tasks other sandboxes of a shared uid may add while one starts (its limit is lowered after)."""
 SETPRIV = "/usr/bin/setpriv"
 
 
@@ -436,13 +438,15 @@ class Sandbox:
             self.workdir = Path(tempfile.mkdtemp(prefix="cb-sandbox-"))
             argv = [sys.executable, "-I", "-B", str(RUNNER)] if command is None else command
             cwd = str(self.workdir)
+        self._shared_uid = self.cgroup is None and self.uid is None
         if self.cgroup is not None:
             nproc = limits.nproc
         else:
             nproc = limits.fallback_nproc if use_bwrap else limits.nproc
-            if self.uid is None:
-                # RLIMIT_NPROC counts every task of the caller's uid: the budget comes on top
-                nproc += _count_tasks(os.getuid())
+            if self._shared_uid:
+                # RLIMIT_NPROC counts every task of the caller's uid: the budget comes on top,
+                # with room for sandboxes starting beside this one until the job is handed over
+                nproc += _count_tasks(os.getuid()) + _START_SLACK
         leaf = self.cgroup
 
         def preexec() -> None:
@@ -626,8 +630,23 @@ class Sandbox:
             chunks.append(chunk)
             size += len(chunk)
 
+    def _tighten_tasks(self) -> None:
+        """Shared uid: the budget becomes what runs now plus ``fallback_nproc`` for the job."""
+        budget = _count_tasks(os.getuid()) + self.limits.fallback_nproc
+        pending, seen = [self.proc.pid], set()
+        while pending:
+            pid = pending.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            pending += _children(pid)
+            with contextlib.suppress(OSError):
+                resource.prlimit(pid, resource.RLIMIT_NPROC, (budget, budget))
+
     def _run(self, source, tokens, k, n_classes, wall) -> SandboxOutcome:
         self.wait_ready()
+        if self._shared_uid and self.sandboxed:
+            self._tighten_tasks()
         job: dict[str, Any] = {"source": source}
         n = 0
         if tokens is not None:
