@@ -92,11 +92,14 @@ def worker_device() -> str:
     return _device
 
 
-def secret_seed(settings: Settings, slug: str) -> int:
-    """The held-out seed for a puzzle: from the configured secret, else from ``data_dir``.
+def secret_seed(settings: Settings, slug: str, *, salt: str = "") -> int:
+    """The held-out seed: the configured secret (else one kept in ``data_dir``), the puzzle and
+    ``salt`` (the round and submission), so every submission gets a fresh secret draw and
+    nothing one submission prints about its inputs helps a later one. Re-verifying the same
+    submission draws the same set again.
 
     The fallback file suits one machine; workers on several machines need the same
-    ``CIRCUITBOARD_VERIFICATION_SEED`` so every verdict of a round uses the same held-out set.
+    ``CIRCUITBOARD_VERIFICATION_SEED`` so a re-verification on another worker matches.
     """
     if settings.verification_seed is not None:
         secret = settings.verification_seed.get_secret_value()
@@ -107,7 +110,7 @@ def secret_seed(settings: Settings, slug: str) -> int:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(16))
         secret = path.read_text().strip()
-    digest = hashlib.sha256(f"{secret}:{slug}".encode()).digest()
+    digest = hashlib.sha256(f"{secret}:{slug}:{salt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
 
 
@@ -349,6 +352,7 @@ def run_verification(
             source = submissions.read_content(session=session, submission=row)
             filename = row.filename
             slug = row.round.puzzle_version.slug
+            salt = f"round:{row.round_id}:submission:{row.id}"
         from puzzles.verify import verify_submission
 
         puzzle = _puzzle(slug, settings)
@@ -356,7 +360,7 @@ def run_verification(
             source,
             filename,
             puzzle,
-            seed=secret_seed(settings, slug),
+            seed=secret_seed(settings, slug, salt=salt),
             device=worker_device(),
             sandbox=not settings.unsafe_no_sandbox,
             progress=progress,
@@ -444,6 +448,52 @@ def _preload() -> None:
         import bot.services.notifications  # noqa: F401  (views, outbox)
 
 
+def check_sandbox(settings: Settings) -> str | None:
+    """Whether this worker can start a sandbox; logs the verdict and, when it cannot, queues a
+    notice to the admins (once per host and day). Returns the reason, or None when it works."""
+    if settings.unsafe_no_sandbox:
+        log.warning("sandbox: DISABLED (unsafe_no_sandbox): submission code runs unsandboxed")
+        return None
+    from puzzles.verify.sandbox import describe_limits, self_check
+
+    problem = self_check()
+    if problem is None:
+        log.info("sandbox: ok; %s", describe_limits())
+        return None
+    log.error("sandbox: cannot start, so no submission can be verified here: %s", problem)
+    try:
+        _notify_admins_of_sandbox(settings, problem)
+    except Exception:  # the log line above stays; a database problem shows up on its own
+        log.warning("could not queue the sandbox notice for admins", exc_info=True)
+    return problem
+
+
+def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
+    from bot.services import admins
+    from bot.views.announcements import build_admin_notice
+    from storage.models import utcnow
+
+    host = socket.gethostname()
+    text = (
+        f"The verification worker on {host} cannot start its sandbox, so submissions are not "
+        f"being verified there: {problem}. See the README's sandbox section."
+    )
+    with session_scope(_session_factory(settings)) as session:
+        if settings.admin_channel:
+            recipients = [settings.admin_channel]
+        else:
+            recipients = admins.list_admins(session=session, configured=settings.admins)
+        from bot import outbox
+
+        for recipient in recipients:
+            outbox.enqueue(
+                session=session,
+                key=f"notice:sandbox:{host}:{utcnow():%Y-%m-%d}:{recipient}",
+                method="chat_postMessage",
+                payload={"channel": recipient, **build_admin_notice(text)},
+            )
+
+
 def run_worker(
     *,
     queues: Sequence[str] | None = None,
@@ -458,6 +508,7 @@ def run_worker(
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     os.environ.setdefault("MKL_NUM_THREADS", str(threads))
     queues = list(queues) if queues else default_queues()
+    check_sandbox(settings)  # says in the log (and to admins) why a sandbox cannot start
     _preload()
 
     app = make_worker_app(settings)

@@ -25,6 +25,7 @@ def list_(
 ) -> None:
     """The newest submissions, one line each."""
     from bot.services import submissions
+    from bot.views.escape import terminal
     from storage.db import session_scope
     from storage.models import SubmissionStatus
 
@@ -45,15 +46,16 @@ def list_(
                 # verified = a verdict was recorded; whether it passed is what a reader asks
                 stage = " (passed)" if row.verdicts[-1].passed else " (did not pass)"
             typer.echo(
-                f"#{row.id}  round {row.round_id}  {row.user_id}  {row.filename}  "
+                f"#{row.id}  round {row.round_id}  {terminal(row.user_id)}  {terminal(row.filename)}  "
                 f"{row.status}{stage}  attempts {row.attempts}  {row.created_at:%Y-%m-%d %H:%M}"
             )
 
 
 @app.command()
 def show(submission_id: int = typer.Argument(..., help="Submission id.")) -> None:
-    """One submission: its state, lease and every verdict."""
+    """One submission: its state, lease and every verdict (text from the upload made inert)."""
     from bot.services import submissions
+    from bot.views.escape import terminal
     from storage.db import session_scope
 
     with session_scope(_factory()) as session:
@@ -61,13 +63,16 @@ def show(submission_id: int = typer.Argument(..., help="Submission id.")) -> Non
         if row is None:
             typer.echo(f"no submission #{submission_id}", err=True)
             raise typer.Exit(1)
-        typer.echo(f"submission #{row.id}: {row.filename} by {row.user_id}, round {row.round_id}")
+        typer.echo(
+            f"submission #{row.id}: {terminal(row.filename)} by {terminal(row.user_id)}, "
+            f"round {row.round_id}"
+        )
         typer.echo(f"  status {row.status}, stage {row.stage or '-'}, attempts {row.attempts}")
         typer.echo(f"  queue {row.queue or '-'}, sha256 {row.blob_sha256}")
         if row.lease_owner:
             typer.echo(f"  lease {row.lease_owner} until {row.lease_expires_at or '-'}")
         if row.message:
-            typer.echo(f"  message: {row.message}")
+            typer.echo(f"  message: {terminal(row.message)}")
         for verdict in submissions.verdicts(session=session, submission_id=row.id):
             outcome = "passed" if verdict.passed else "not passed"
             typer.echo(

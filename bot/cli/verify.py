@@ -58,7 +58,9 @@ def verify(
         data.pop("plot_png", None)
         typer.echo(json.dumps(data, indent=2))
     else:
-        typer.echo(verdict.report_md)
+        from bot.views.escape import terminal
+
+        typer.echo(terminal(verdict.report_md))  # the report quotes the submission's output
     if verdict.error_kind == "input":
         raise typer.Exit(2)
     raise typer.Exit(0 if verdict.passed else 1)

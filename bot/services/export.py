@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from bot.services import credits as credit_service
 from bot.services import leaderboards
+from bot.views.escape import markdown
 from storage.models import Credit, CreditKind, Round, RoundStatus, SlackUser, utcnow
 
 SUMMARY_CHARS = 1500
@@ -51,8 +52,9 @@ def resolve_round(*, session: Session, ref: str, now: datetime | None = None) ->
 
 
 def _md(text: str | None) -> str:
-    """Text safe inside a Markdown table cell or emphasis."""
-    return (text or "").replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").strip()
+    """People's text (display names, credit notes) made inert in Markdown: no link, image, HTML
+    or emphasis survives, and it stays on one line (a table cell or a list item)."""
+    return " ".join(markdown(text).split())
 
 
 def _summary(markdown: str, limit: int = SUMMARY_CHARS) -> str:

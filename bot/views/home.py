@@ -16,6 +16,7 @@ from bot.views.blocks import (
     header,
     section,
 )
+from bot.views.escape import mrkdwn_code
 from bot.views.puzzle import round_blocks
 from bot.views.submissions import status_line
 
@@ -49,7 +50,9 @@ def build_home_view(
     blocks.append(divider())
     blocks.append(header("Your submissions"))
     if mine.submissions:
-        lines = [f"#{s.id} `{s.filename}`: {status_line(s)}" for s in mine.submissions[:10]]
+        lines = [
+            f"#{s.id} `{mrkdwn_code(s.filename)}`: {status_line(s)}" for s in mine.submissions[:10]
+        ]
         blocks.append(section("\n".join(lines)))
         best = "n/a" if mine.best_score is None else f"{mine.best_score:.3f}"
         blocks.append(context(f"Best score: {best}"))

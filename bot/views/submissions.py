@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import context, header, message, section, sections
+from bot.views.escape import mrkdwn, mrkdwn_code, report_mrkdwn
 from storage.models import Submission, SubmissionStatus, Verdict
 
 _STATUS_ICON = {
@@ -23,16 +23,15 @@ _STATUS_ICON = {
 def status_line(submission: Submission) -> str:
     """One line saying where a submission is, e.g. ``:gear: running: circuit``."""
     status = SubmissionStatus(submission.status)
+    reason = mrkdwn(submission.message)  # may quote the submission's own output
     icon = _STATUS_ICON.get(status, "")
     text = {
         SubmissionStatus.RECEIVED: "received, waiting for a worker",
         SubmissionStatus.QUEUED: "queued for verification",
         SubmissionStatus.RUNNING: "running" + (f": {submission.stage}" if submission.stage else ""),
         SubmissionStatus.VERIFIED: "verified (see the verdict below)",
-        SubmissionStatus.FAILED: "could not be verified"
-        + (f": {submission.message}" if submission.message else ""),
-        SubmissionStatus.REJECTED: "rejected"
-        + (f": {submission.message}" if submission.message else ""),
+        SubmissionStatus.FAILED: "could not be verified" + (f": {reason}" if reason else ""),
+        SubmissionStatus.REJECTED: "rejected" + (f": {reason}" if reason else ""),
         SubmissionStatus.CANCELLED: "cancelled",
     }[status]
     if status == SubmissionStatus.VERIFIED and submission.verdicts:
@@ -44,7 +43,7 @@ def status_line(submission: Submission) -> str:
 
 def build_status_message(submission: Submission) -> dict[str, Any]:
     line = status_line(submission)
-    title = f"Submission #{submission.id} `{submission.filename}`"
+    title = f"Submission #{submission.id} `{mrkdwn_code(submission.filename)}`"
     return message(
         f"Submission #{submission.id}: {line}",
         [section(f"*{title}*\n{line}"), context(f"attempt {submission.attempts or 0}")],
@@ -65,7 +64,7 @@ def build_verdict_message(submission: Submission, verdict: Verdict) -> dict[str,
             f"   *runtime:* {verdict.runtime_s or 0:.1f}s on {verdict.device or 'cpu'}"
         )
     )
-    blocks.extend(sections(markdown_to_mrkdwn(verdict.report_md or "_no report_"), max_blocks=10))
+    blocks.extend(sections(report_mrkdwn(verdict.report_md or "_no report_"), max_blocks=10))
     blocks.append(context(f"engine {verdict.engine_version or '?'} · attempt {verdict.attempt}"))
     return message(f"Submission #{submission.id} {outcome}", blocks)
 
@@ -93,7 +92,7 @@ def build_my_submissions(
                 )
             ],
         )
-    lines = [f"#{s.id} `{s.filename}` — {status_line(s)}" for s in submissions[:20]]
+    lines = [f"#{s.id} `{mrkdwn_code(s.filename)}` — {status_line(s)}" for s in submissions[:20]]
     blocks = [header("Your submissions"), section("\n".join(lines))]
     blocks.append(context(f"best score: {_score(best_score)}"))
     return message(f"You have {len(submissions)} submissions.", blocks)

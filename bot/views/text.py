@@ -15,6 +15,8 @@ from typing import Any
 
 import emoji
 
+from bot.views.escape import terminal
+
 _USER = re.compile(r"<@([A-Z0-9]+)(?:\|([^>]*))?>")
 _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
@@ -82,7 +84,8 @@ def mrkdwn_to_text(text: str, *, tz: tzinfo | None = None) -> str:
 
     plain = _plain(_CODE.sub(hold, text), tz)
     joined = re.sub(r"\x00(\d+)\x00", lambda m: spans[int(m.group(1))], plain)
-    return joined.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    joined = joined.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return terminal(joined)  # shown in a terminal: no escape sequence from a submission acts
 
 
 def _text_of(obj: Any, tz: tzinfo | None = None) -> str:

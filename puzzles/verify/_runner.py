@@ -2,10 +2,13 @@
 
 Standalone on purpose (stdlib + torch + safetensors, nothing from this repository): it is started
 before a submission exists (torch already imported), says ``ready`` on its control pipe, then reads
-one job from stdin, executes the submission, and leaves its answers as files in its work dir:
-``out/result.json`` (status, CIRCUIT, messages) and ``out/predictions.safetensors``. One job, then exit.
+one job from stdin (the source and the tokens as base64 safetensors), executes the submission, and
+answers with one JSON line on the control pipe: status, CIRCUIT, messages and the predictions as
+base64 safetensors. Nothing goes to disk. One job, then exit. The submission runs in this process,
+so the host treats the answer as untrusted input (validated and capped field by field).
 """
 
+import base64
 import json
 import os
 import resource
@@ -27,11 +30,6 @@ def _user_traceback(exc: BaseException) -> str:
     lines += traceback.format_exception_only(type(exc), exc)
     text = "".join(lines)
     return text[-3000:]
-
-
-def _write_json(path: str, payload: dict) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
 
 
 def _check_circuit(value: object) -> tuple[list | None, str | None]:
@@ -98,31 +96,30 @@ def main() -> int:
     control = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # the submission's prints go to the captured log, never the control pipe
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load, save
 
     torch.set_num_threads(1)
     # Before "ready": no submission code ever runs without the cap (no /proc: no start).
-    address_space_base = _cap_address_space(int(sys.argv[1]))
+    address_space_base = _cap_address_space(int(sys.argv[1]) if len(sys.argv) > 1 else 1536)
     control.write("ready\n")
     control.flush()
-    control.close()
 
     line = sys.stdin.readline()
     sys.stdin.close()
     if not line:
         return 3
     job = json.loads(line)
-    os.makedirs("out", exist_ok=True)
     result: dict = {"status": "ok", "errors": {}, "circuit": None, "has_predict": False}
     result["address_space_base"] = address_space_base
+    answer: dict = {"result": result, "predictions": None, "causal": None}
 
     def finish() -> int:
-        _write_json("out/result.json", result)
         sys.stdout.flush()
+        control.write(json.dumps(answer) + "\n")
+        control.flush()
         return 0
 
-    with open(job["source"], encoding="utf-8") as fh:
-        source = fh.read()
+    source = job["source"]
     namespace: dict = {"__name__": "submission", "__file__": SUBMISSION_FILENAME}
     started = time.perf_counter()
     try:
@@ -152,7 +149,7 @@ def main() -> int:
         if not callable(predict):
             result["errors"]["predict"] = "predict is defined but is not a function"
             return finish()
-        tokens = load_file(job["tokens"])["tokens"]
+        tokens = load(base64.b64decode(job["tokens"]))["tokens"]
         n, k, n_classes = tokens.shape[0], int(job["k"]), int(job["n_classes"])
         started = time.perf_counter()
         try:
@@ -173,9 +170,9 @@ def main() -> int:
         if error:
             result["errors"]["predict"] = error
         else:
-            save_file({"predictions": out}, "out/predictions.safetensors")
+            answer["predictions"] = base64.b64encode(save({"predictions": out})).decode()
     if job.get("causal"):
-        error = _run_causal(namespace, job["causal"], torch, load_file, save_file)
+        error = _run_causal(namespace, job["causal"], torch, load, save, answer)
         if error:
             result["errors"]["hypothesis"] = error
     return finish()
@@ -184,12 +181,12 @@ def main() -> int:
 MAX_VARIABLE_ELEMENTS = 4_000_000
 
 
-def _run_causal(namespace: dict, spec: dict, torch, load_file, save_file) -> str | None:
-    """Format v2 job: counterfactual answers of the submission, left in out/causal.safetensors."""
-    inputs = load_file(spec["inputs"])
+def _run_causal(namespace: dict, spec: dict, torch, load, save, answer: dict) -> str | None:
+    """Format v2 job: counterfactual answers of the submission, base64 safetensors in the answer."""
+    inputs = load(base64.b64decode(spec["inputs"]))
     out, error = counterfactuals(namespace, spec, inputs, torch)
     if out is not None:
-        save_file(out, "out/causal.safetensors")
+        answer["causal"] = base64.b64encode(save(out)).decode()
     return error
 
 

@@ -7,6 +7,7 @@ submission but its validated ``CIRCUIT`` list of strings.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from puzzles.verify.verdict import CheckResult, Verdict
 
 if TYPE_CHECKING:
     from puzzles.catalog import Puzzle
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PUBLIC_SEED = 20_240_601
 DEFAULT_HELDOUT_SIZE = 2000
@@ -174,38 +177,62 @@ def verify_submission(
             return finish()
     finally:
         box.close()
+    if outcome.memory_peak_bytes is not None:
+        verdict.memory_peak_mb = round(outcome.memory_peak_bytes / 2**20, 1)
 
-    if outcome.failure:
-        verdict.error, verdict.error_kind = outcome.failure, "runtime"
-        return finish(outcome.log_tail)
-    errors = outcome.result.get("errors", {})
+    def judge() -> None:
+        """Fill in the verdict's checks from the sandbox's outcome."""
+        if outcome.failure:
+            verdict.error, verdict.error_kind = outcome.failure, "runtime"
+            return
+        errors = outcome.result.get("errors", {})
 
-    if "replication" in checks:
-        if outcome.predictions is not None:
-            names = [f"pos {p}" for p in answer_positions]
-            verdict.checks["replication"] = replication_check(
-                predictions=outcome.predictions,
-                model_answers=model_answers,
-                labels=labels,
-                n_heldout=n_heldout,
-                config=config,
-                position_names=names,
+        if "replication" in checks:
+            if outcome.predictions is not None:
+                names = [f"pos {p}" for p in answer_positions]
+                verdict.checks["replication"] = replication_check(
+                    predictions=outcome.predictions,
+                    model_answers=model_answers,
+                    labels=labels,
+                    n_heldout=n_heldout,
+                    config=config,
+                    position_names=names,
+                )
+            else:
+                why = (
+                    errors.get("predict") or "the submission defines no `predict(tokens)` function"
+                )
+                verdict.checks["replication"] = CheckResult(
+                    name="replication", passed=False, message=why
+                )
+
+        if "circuit" in checks:
+            verdict.checks["circuit"] = _circuit(
+                outcome.result.get("circuit"), errors.get("circuit"), engine, task, config
             )
-        else:
-            why = errors.get("predict") or "the submission defines no `predict(tokens)` function"
-            verdict.checks["replication"] = CheckResult(
-                name="replication", passed=False, message=why
-            )
-
-    if "circuit" in checks:
-        report("circuit")
-        verdict.checks["circuit"] = _circuit(
-            outcome.result.get("circuit"), errors.get("circuit"), engine, task, config
+        if causal.wanted:
+            verdict.checks["causal"] = causal.check(outcome, engine, config)
+        verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(
+            verdict.checks
         )
-    if causal.wanted:
+
+    if "circuit" in checks and not outcome.failure:
+        report("circuit")  # outside judge(): a time limit raised here is not the submission's
+    if causal.wanted and not outcome.failure:
         report("causal")
-        verdict.checks["causal"] = causal.check(outcome, engine, config)
-    verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(verdict.checks)
+    try:
+        judge()
+    except Exception as exc:  # noqa: BLE001 - what the submission sent broke a check
+        # Everything in judge() works on the submission's own output: a crash there is its
+        # failure (counted, with a message), not the system's.
+        log.exception("checking the output of a submission failed")
+        verdict.checks.clear()
+        verdict.passed = False
+        verdict.error = (
+            f"the submission's output could not be checked ({type(exc).__name__}); "
+            "it counts as a failed run"
+        )
+        verdict.error_kind = "runtime"
     return finish(outcome.log_tail)
 
 

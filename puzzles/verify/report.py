@@ -37,9 +37,10 @@ def render_report(verdict: Verdict, *, log_tail: str = "", notes: list[str] | No
     if log_tail.strip():
         tail = log_tail.strip()[-1500:].replace("```", "'''")
         lines += ["", "Output of your code (last lines):", "```", tail, "```"]
+    memory = f", peak memory {verdict.memory_peak_mb:.0f} MB" if verdict.memory_peak_mb else ""
     lines += [
         "",
-        f"`{verdict.runtime_s:.1f} s on {verdict.device}, engine {verdict.engine_version}`",
+        f"`{verdict.runtime_s:.1f} s on {verdict.device}{memory}, engine {verdict.engine_version}`",
     ]
     return "\n".join(lines)
 

@@ -1,12 +1,24 @@
 """Run untrusted submission code in a bubblewrap sandbox, one fresh sandbox per submission.
 
-The child (``_runner.py``) sees the interpreter and its libraries read-only, a private work dir and
-tmpfs, no network, its own pid/ipc/uts namespaces, a new session (no TIOCSTI into our terminal), and
-runs as an unprivileged uid of its own (so ``RLIMIT_NPROC`` contains fork bombs even when the worker
-is root). Address space, CPU seconds, processes, open files and file size are rlimited; the wall
-clock is enforced here by killing the whole process group, and ``--die-with-parent`` plus the pid
-namespace take every descendant (double-forked daemons included) down with it. Data crosses as
-files: safetensors in, safetensors + JSON out, read back without following symlinks and size-capped.
+The child (``_runner.py``) sees the interpreter and its libraries read-only and nothing else of the
+host: its work dir (``/sandbox``) and ``/tmp`` are size-limited tmpfs mounts inside the sandbox
+(never the worker's disk), ``/``, ``/dev`` and ``/dev/shm`` are read-only, there is no network, it
+has its own user/pid/ipc/uts namespaces with further user namespaces disabled, a new session (no
+TIOCSTI into our terminal), and it runs as an unprivileged uid. A root worker gives every running
+sandbox a uid of its own (claimed with a lock, so concurrent workers never share one) and starts
+bubblewrap already as that uid; an unprivileged worker's sandboxes run as the worker's uid.
+
+Limits hold for the whole submission, whatever it forks: where the worker can make a cgroup
+(``cgroups.py``: v2 delegated, or v1 as root) one leaf per sandbox caps memory (every process,
+thread and tmpfs page together) and the number of tasks. Otherwise the documented fallback bounds
+the total by rlimits: ``memory_mb`` of address space per process and at most ``fallback_nproc``
+tasks, so the sandbox holds at most ``memory_mb * fallback_nproc`` plus its two tmpfs mounts. CPU
+seconds, open files and file size are rlimited too; the wall clock is enforced here by killing the
+sandbox, and ``--die-with-parent`` plus the pid namespace take every descendant down with it.
+
+Data crosses as bytes on pipes: the job (source, tokens as safetensors) on stdin, the answer
+(JSON, predictions as safetensors) on a control pipe, read with a size cap and validated field by
+field; the submission's output goes to an in-memory file capped by ``RLIMIT_FSIZE``.
 
 A :class:`SandboxPool` keeps a few sandboxes started ahead of time (python up, torch imported) so a
 submission does not wait for interpreter start-up; each one still serves exactly one submission.
@@ -14,15 +26,16 @@ submission does not wait for interpreter start-up; each one still serves exactly
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import dataclasses
+import fcntl
 import json
+import logging
 import os
+import random
 import resource
 import select
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -34,10 +47,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from puzzles.verify import cgroups
+
+log = logging.getLogger(__name__)
+
 RUNNER = Path(__file__).with_name("_runner.py")
 SANDBOX_HOME = "/sandbox"
-MAX_RESULT_JSON_BYTES = 1 << 20
+MAX_RESULT_BYTES = 1 << 20
+"""The most the control pipe may carry besides the predictions; more is refused as tampering."""
+MAX_MESSAGE_CHARS = 4000
+"""Any one message from the sandbox (an error, a traceback) is cut to this length."""
+MAX_CIRCUIT_ITEMS = 2000
+MAX_CIRCUIT_ITEM_CHARS = 64
+_RESULT_STATUSES = ("ok", "memory", "load_error")
 _UID_BASE = 200_000
+_UID_COUNT = 50_000
+UID_DIR_ENV = "CIRCUITBOARD_SANDBOX_UID_DIR"
+_START_SLACK = 16
+"""Tasks other sandboxes of a shared uid may add while one starts (its limit is lowered after)."""
+SETPRIV = "/usr/bin/setpriv"
+INTERPRETER_MB = 512
+"""Memory a sandbox's cgroup allows on top of ``memory_mb`` for the interpreter with torch loaded
+(resident ~150 MB with a CPU build), so ``memory_mb`` is what the submission itself may use."""
 IMPORT_ADDRESS_SPACE_MB = 16_384
 """RLIMIT_AS while the runner imports torch, before it lowers the limit to base + ``memory_mb``
 (no submission code runs under this one)."""
@@ -54,18 +85,25 @@ class SandboxError(RuntimeError):
 @dataclass(frozen=True)
 class SandboxLimits:
     memory_mb: int = 1536
-    """Address space the submission may add to the interpreter with torch imported (RLIMIT_AS is
-    set to that base plus this once torch is in: the base is ~0.6 GB with a CPU build of torch,
-    ~3.8 GB with a CUDA build). 1536 keeps the ~1.4 GB a submission had under the former 2 GB
-    total on a CPU worker."""
+    """Memory of the whole sandbox with a cgroup (all processes and tmpfs files); also the
+    address space each process may add to the interpreter with torch imported (RLIMIT_AS is
+    set to that base plus this once torch is in: ~0.6 GB with a CPU build of torch, ~3.8 GB with
+    a CUDA build)."""
     cpu_seconds: int = 60
     wall_seconds: float = 30.0
     """Wall clock for one job, counted from handing the job over (not from interpreter start)."""
     start_seconds: float = 60.0
     nproc: int = 64
+    """Tasks (processes and threads) of the whole sandbox, with a cgroup or a uid of its own."""
+    fallback_nproc: int = 8
+    """Tasks allowed without a cgroup: with ``memory_mb`` each, this bounds the total."""
     nofile: int = 128
     fsize_mb: int = 32
+    """Largest file the submission may write, its captured output included."""
     tmpfs_mb: int = 64
+    """Size of the sandbox's /tmp (a tmpfs inside the sandbox)."""
+    work_mb: int = 64
+    """Size of the sandbox's work dir /sandbox (a tmpfs inside the sandbox)."""
     log_bytes: int = 4000
 
     @classmethod
@@ -92,53 +130,129 @@ class SandboxOutcome:
     exit_code: int | None = None
     wall_seconds: float = 0.0
     sandboxed: bool = True
+    memory_peak_bytes: int | None = None
+    """The sandbox's peak memory as its cgroup measured it (None without a cgroup)."""
 
 
 def bwrap_path() -> str | None:
+    import shutil
+
     return shutil.which("bwrap")
 
 
-def _count_processes(uid: int) -> int:
+_bwrap_features: dict[str, bool] = {}
+
+
+def _bwrap_supports(bwrap: str, option: str) -> bool:
+    key = f"{bwrap}\0{option}"
+    if key not in _bwrap_features:
+        try:
+            text = subprocess.run(
+                [bwrap, "--help"], capture_output=True, text=True, timeout=10
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        _bwrap_features[key] = option in text
+    return _bwrap_features[key]
+
+
+def _unprivileged_userns_allowed() -> bool:
+    """Whether an unprivileged user may create a user namespace on this kernel."""
+    for path, forbidden in (
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+        ("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ):
+        with contextlib.suppress(OSError):
+            if Path(path).read_text().strip() == forbidden:
+                return False
+    return True
+
+
+def _count_tasks(uid: int) -> int:
+    """Processes and threads of ``uid``: what RLIMIT_NPROC counts."""
     count = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 if os.stat(f"/proc/{entry}").st_uid == uid:
-                    count += 1
+                    count += len(os.listdir(f"/proc/{entry}/task"))
     return count
 
 
-_uid_lock = threading.Lock()
-_uids_issued = 0
+# --- sandbox uids --------------------------------------------------------------------------------
+
+_issued_lock = threading.Lock()
+_issued: list[int] = []
+_uid_cursor = random.randrange(_UID_COUNT)
 
 
-def _next_uid() -> int:
-    # A uid of its own per sandbox: RLIMIT_NPROC counts per uid, so concurrent sandboxes
-    # (and a fork bomb in one of them) cannot starve each other.
-    global _uids_issued
-    with _uid_lock:
-        n = _uids_issued
-        _uids_issued += 1
-    return sandbox_uid(n)
+def _uid_dir() -> Path:
+    """Where uid claims live: one lock file per uid, held (flock) while its sandbox runs.
+
+    A flock dies with its holder, so a worker killed with -9 frees its uids. Workers sharing a
+    kernel but not /tmp (root workers in separate containers) must share this directory.
+    """
+    path = Path(os.environ.get(UID_DIR_ENV) or Path(tempfile.gettempdir()) / "circuitboard-uids")
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700, parents=True)
+    info = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path) or info.st_uid != os.geteuid():
+        raise SandboxError(f"{path} is not a directory of ours; cannot claim sandbox uids there")
+    return path
 
 
-def sandbox_uid(n: int) -> int:
-    """The uid of this process's n-th sandbox (tests look for processes left running as it)."""
-    return _UID_BASE + (os.getpid() % 1000) * 1000 + n % 1000
+class UidClaim:
+    """A sandbox uid nobody else uses while this claim is held (flock on ``<dir>/<uid>``)."""
+
+    def __init__(self) -> None:
+        global _uid_cursor
+        directory = _uid_dir()
+        with _issued_lock:
+            # this process walks the range from a random start, so it reuses no uid soon;
+            # the flock decides between processes
+            start = _uid_cursor = (_uid_cursor + 1) % _UID_COUNT
+        for i in range(_UID_COUNT):
+            uid = _UID_BASE + (start + i) % _UID_COUNT
+            fd = os.open(
+                directory / str(uid), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+            )
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            with _issued_lock:
+                _issued.append(uid)
+                _uid_cursor = uid - _UID_BASE
+            return
+        raise SandboxError("every sandbox uid is in use")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
 
-def uids_issued() -> int:
-    return _uids_issued
+def issued_uids() -> list[int]:
+    """Every sandbox uid this process has used (tests look for processes left running as them)."""
+    with _issued_lock:
+        return list(_issued)
 
 
-def _set_limits(limits: SandboxLimits, nice: int = 0) -> None:
-    if nice:
-        os.nice(nice)
+# --- limits and environment ----------------------------------------------------------------------
+
+
+def _set_limits(limits: SandboxLimits, nproc: int) -> None:
+    # Generous while torch imports (a CUDA build maps ~3.8 GB); the runner lowers it to what it
+    # then maps plus ``memory_mb`` before it says ready, before any submission code runs.
     mem = (limits.memory_mb + IMPORT_ADDRESS_SPACE_MB) << 20
     for res, value in (
         (resource.RLIMIT_AS, (mem, mem)),
         (resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 2)),
-        (resource.RLIMIT_NPROC, (limits.nproc, limits.nproc)),
+        (resource.RLIMIT_NPROC, (nproc, nproc)),
         (resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile)),
         (resource.RLIMIT_FSIZE, (limits.fsize_mb << 20, limits.fsize_mb << 20)),
         (resource.RLIMIT_CORE, (0, 0)),
@@ -161,32 +275,6 @@ def _env() -> dict[str, str]:
         "MPLBACKEND": "Agg",
         "CUDA_VISIBLE_DEVICES": "",  # predict runs on the CPU; the worker's GPU is not its to use
     }
-
-
-def _read_regular_file(dir_fd: int, name: str, max_bytes: int) -> bytes | None:
-    """Read ``name`` under ``dir_fd`` without following symlinks; None if absent or not a regular file."""
-    try:
-        fd = os.open(
-            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
-        )
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
-            return None
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            total += len(chunk)
-            if total > max_bytes:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _children(pid: int) -> list[int]:
@@ -214,7 +302,30 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def _describe_exit(code: int | None, limits: SandboxLimits) -> str:
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree of any depth without recursion (``rm -rf`` walks it with fts);
+    never raises: a leftover is logged, not a crash."""
+    if not os.path.lexists(path):
+        return
+    try:
+        subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", str(path)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("could not remove %s: %s", path, exc)
+    if os.path.lexists(path):
+        log.warning("could not remove %s completely", path)
+
+
+def _describe_exit(code: int | None, limits: SandboxLimits, *, oom: bool = False) -> str:
+    if oom:
+        return (
+            f"the submission used more than {limits.memory_mb} MB of memory in total "
+            "(all its processes and files together) and was stopped"
+        )
     if code is None:
         return "the sandbox did not report an exit status"
     sig = -code if code < 0 else (code - 128 if code > 128 else 0)
@@ -234,11 +345,64 @@ def _describe_exit(code: int | None, limits: SandboxLimits) -> str:
     return f"the submission exited early with status {code} and left no result"
 
 
+def _clip(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def sanitize_result(raw: Any) -> dict[str, Any] | None:
+    """The runner's answer reduced to the fields we know, each type-checked and length-capped.
+
+    The submission runs in the runner's process and can write anything in its place, so this is
+    untrusted input: unknown keys are dropped, every text is clipped.
+    """
+    if not isinstance(raw, dict):
+        return None
+    status = raw.get("status")
+    result: dict[str, Any] = {
+        "status": status if status in _RESULT_STATUSES else "load_error",
+        "errors": {},
+        "circuit": None,
+        "has_predict": raw.get("has_predict") is True,
+    }
+    if status not in _RESULT_STATUSES:
+        result["message"] = "the submission's answer to the verifier was malformed"
+    elif "message" in raw:
+        result["message"] = _clip(raw["message"])
+    errors = raw.get("errors")
+    if isinstance(errors, dict):
+        for key in ("predict", "circuit", "hypothesis"):
+            if key in errors:
+                result["errors"][key] = _clip(errors[key])
+    for key in ("load_seconds", "predict_seconds", "address_space_base"):
+        if isinstance(raw.get(key), int | float):
+            result[key] = float(raw[key])
+    circuit = raw.get("circuit")
+    if circuit is not None:
+        if (
+            isinstance(circuit, list)
+            and len(circuit) <= MAX_CIRCUIT_ITEMS
+            and all(isinstance(c, str) and len(c) <= MAX_CIRCUIT_ITEM_CHARS for c in circuit)
+        ):
+            result["circuit"] = circuit
+        else:
+            result["errors"]["circuit"] = (
+                f"CIRCUIT must be a list of at most {MAX_CIRCUIT_ITEMS} strings "
+                f"of at most {MAX_CIRCUIT_ITEM_CHARS} characters"
+            )
+    return result
+
+
 class Sandbox:
     """One child process, started now (importing torch in the background), used for one job."""
 
     def __init__(
-        self, limits: SandboxLimits | None = None, *, use_bwrap: bool = True, nice: int = 0
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        use_bwrap: bool = True,
+        nice: int = 0,
+        command: list[str] | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.sandboxed = use_bwrap
@@ -250,28 +414,64 @@ class Sandbox:
             )
         self._used = False
         self._closed = False
-        self.workdir = Path(tempfile.mkdtemp(prefix="cb-sandbox-"))
-        self._private = Path(tempfile.mkdtemp(prefix="cb-sandbox-log-"))
-        self._log = open(self._private / "log", "w+b")  # noqa: SIM115 - closed in close()
-        as_root = os.geteuid() == 0
-        self.uid = _next_uid() if as_root and use_bwrap else None
-        if self.uid is not None:
-            os.chown(self.workdir, self.uid, self.uid)
-        os.chmod(self.workdir, 0o700)
-        python = sys.executable
+        self._ready = False
+        self.uid: int | None = None
+        self.cgroup: cgroups.CgroupLeaf | None = None
+        self.workdir: Path | None = None
+        self._claim: UidClaim | None = None
+        self._log = os.fdopen(os.memfd_create("cb-sandbox-log"), "w+b")  # in memory, capped
+        try:
+            self._start(bwrap, use_bwrap, nice, command)
+        except BaseException:
+            self._release()
+            raise
+        self._finalizer = weakref.finalize(
+            self, _cleanup, self.proc, self.workdir, self.cgroup, self._claim
+        )
+
+    def _start(self, bwrap: str | None, use_bwrap: bool, nice: int, command) -> None:
+        limits = self.limits
+        budget = str(limits.memory_mb)
+        runner = command or [sys.executable, "-I", "-B", "/opt/circuitboard/runner.py", budget]
         if use_bwrap:
-            argv = self._bwrap_argv(bwrap, python)  # type: ignore[arg-type]
+            if os.geteuid() == 0:
+                self._claim = UidClaim()
+                self.uid = self._claim.uid
+            layout, why = cgroups.probe()
+            if layout is not None:
+                try:
+                    self.cgroup = cgroups.CgroupLeaf(
+                        layout,
+                        memory_bytes=(limits.memory_mb + INTERPRETER_MB) << 20,
+                        pids=limits.nproc,
+                        tag="job",
+                    )
+                except OSError as exc:
+                    log.warning("no cgroup for this sandbox (%s); per-process limits apply", exc)
+            argv = self._bwrap_argv(bwrap, runner)  # type: ignore[arg-type]
             cwd = None
         else:
-            argv = [python, "-I", "-B", str(RUNNER), str(self.limits.memory_mb)]
+            self.workdir = Path(tempfile.mkdtemp(prefix="cb-sandbox-"))
+            argv = [sys.executable, "-I", "-B", str(RUNNER), budget] if command is None else command
             cwd = str(self.workdir)
-        limits_ = self.limits
-        if self.uid is None:
-            # Not root: RLIMIT_NPROC counts every process of the caller's uid, so the budget
-            # is on top of what the user already runs.
-            limits_ = dataclasses.replace(
-                limits_, nproc=limits_.nproc + _count_processes(os.getuid())
-            )
+        self._shared_uid = self.cgroup is None and self.uid is None
+        if self.cgroup is not None:
+            nproc = limits.nproc
+        else:
+            nproc = limits.fallback_nproc if use_bwrap else limits.nproc
+            if self._shared_uid:
+                # RLIMIT_NPROC counts every task of the caller's uid: the budget comes on top,
+                # with room for sandboxes starting beside this one until the job is handed over
+                nproc += _count_tasks(os.getuid()) + _START_SLACK
+        leaf = self.cgroup
+
+        def preexec() -> None:
+            if leaf is not None:
+                leaf.join()  # before dropping privileges: everything it starts is counted
+            if nice:
+                os.nice(nice)
+            _set_limits(limits, nproc)
+
         self.proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -280,19 +480,20 @@ class Sandbox:
             cwd=cwd,
             env=_env(),
             start_new_session=True,
-            preexec_fn=lambda: _set_limits(limits_, nice),
+            preexec_fn=preexec,
             close_fds=True,
         )
-        self._ready = False
-        self._finalizer = weakref.finalize(self, _cleanup, self.proc, self.workdir, self._private)
 
-    def _bwrap_argv(self, bwrap: str, python: str) -> list[str]:
-        args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
+    def _bwrap_argv(self, bwrap: str, command: list[str]) -> list[str]:
+        disable_userns = ["--disable-userns"] if _bwrap_supports(bwrap, "--disable-userns") else []
+        args = [bwrap]
+        if self.uid is None:
+            # Unprivileged caller: a user namespace maps it to nobody inside, with no further
+            # user namespaces (one could mount a tmpfs outside every limit).
+            args += ["--unshare-user", "--uid", "65534", "--gid", "65534", *disable_userns]
+        args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
         args += ["--unshare-cgroup-try", "--hostname", "sandbox", "--new-session"]
         args += ["--die-with-parent"]
-        if self.uid is None:
-            # Unprivileged caller: a user namespace maps it to nobody inside.
-            args += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
         # The private /tmp first: binds below may live under /tmp (a checkout or venv there) and a
         # tmpfs mounted after them would hide the interpreter.
         args += ["--perms", "1777", "--size", str(self.limits.tmpfs_mb << 20), "--tmpfs", "/tmp"]
@@ -305,12 +506,14 @@ class Sandbox:
         # The interpreter and its libraries, read-only; nothing else of the host (no repo data,
         # no weights, no database, no /etc, no /home).
         binds = [(str(RUNNER), "/opt/circuitboard/runner.py")]
-        for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+        interpreter_home = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
+        prefixes = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, interpreter_home)}
+        for prefix in sorted(prefixes):
             if prefix != "/usr" and not prefix.startswith("/usr/"):
                 binds.append((prefix, prefix))
         made: set[str] = set()
         for _, dest in binds:
-            # parents made world-traversable (bwrap would create them 0700 as root)
+            # parents made world-traversable
             parent = Path(dest).parent
             for d in reversed([parent, *parent.parents]):
                 if str(d) != "/" and str(d) not in made:
@@ -318,18 +521,34 @@ class Sandbox:
                     args += ["--perms", "0755", "--dir", str(d)]
         for src, dest in binds:
             args += ["--ro-bind", src, dest]
-        args += ["--bind", str(self.workdir), SANDBOX_HOME, "--proc", "/proc", "--dev", "/dev"]
+        args += ["--perms", "1777", "--size", str(self.limits.work_mb << 20)]
+        args += ["--tmpfs", SANDBOX_HOME]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        if self.uid is None:
+            # bwrap's /dev is a tmpfs of half the RAM owned by the sandbox user here (as root
+            # it is root's, and the code runs as another uid); device nodes keep working
+            args += ["--remount-ro", "/dev"]
+        # /dev/shm: a read-only page instead of a writable tmpfs of half the RAM; / is bwrap's
+        # own tmpfs, read-only too
+        args += ["--perms", "0555", "--size", "4096", "--tmpfs", "/dev/shm"]
+        args += ["--remount-ro", "/dev/shm", "--remount-ro", "/"]
         args += ["--chdir", SANDBOX_HOME, "--clearenv"]
         for key, value in _env().items():
             args += ["--setenv", key, value]
         args += ["--"]
         if self.uid is not None:
-            # Root caller: bwrap sets up the mounts, then the code runs as a uid of its own with
-            # every capability gone (RLIMIT_NPROC does not apply to root).
-            args += ["/usr/bin/setpriv", f"--reuid={self.uid}", f"--regid={self.uid}"]
-            args += ["--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--nnp"]
-            args += ["--pdeathsig=KILL"]
-        args += [python, "-I", "-B", "/opt/circuitboard/runner.py", str(self.limits.memory_mb)]
+            # Root caller: bwrap sets up the mounts (as root it can bind an interpreter that only
+            # root can reach), then the code runs as a uid of its own with every capability gone
+            # (RLIMIT_NPROC does not apply to root) ...
+            args += [SETPRIV, f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]
+            args += ["--inh-caps=-all", "--bounding-set=-all", "--nnp", "--pdeathsig=KILL"]
+            if disable_userns and _unprivileged_userns_allowed():
+                # ... inside a user namespace of that uid which forbids further ones (where the
+                # kernel forbids them to unprivileged users anyway, this is not needed)
+                args += ["--", bwrap, "--unshare-user", "--uid", "65534", "--gid", "65534"]
+                args += [*disable_userns, "--dev-bind", "/", "/", "--chdir", SANDBOX_HOME]
+            args += ["--"]
+        args += command
         return args
 
     def wait_ready(self, timeout: float | None = None) -> None:
@@ -340,7 +559,7 @@ class Sandbox:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         buf = b""
-        while b"\n" not in buf:
+        while b"\n" not in buf and len(buf) < 4096:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.close()
@@ -352,11 +571,11 @@ class Sandbox:
                     break
                 buf += chunk
         if buf.strip() != b"ready":
-            log = self.log_tail()
+            text = self.log_tail()
             self.close()
-            if "namespace" in log or "bwrap" in log:
-                raise SandboxUnavailable(f"bubblewrap could not create the sandbox: {log.strip()}")
-            raise SandboxError(f"the sandbox failed to start: {log.strip()[-500:]}")
+            if "namespace" in text or "bwrap" in text or "setpriv" in text:
+                raise SandboxUnavailable(f"bubblewrap could not create the sandbox: {text.strip()}")
+            raise SandboxError(f"the sandbox failed to start: {text.strip()[-500:]}")
         self._ready = True
 
     def log_tail(self) -> str:
@@ -366,13 +585,6 @@ class Sandbox:
             return self._log.read(self.limits.log_bytes).decode("utf-8", "replace")
         except (OSError, ValueError):
             return ""
-
-    def _put(self, name: str, data: bytes) -> str:
-        path = self.workdir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return name
 
     def run(
         self,
@@ -396,48 +608,119 @@ class Sandbox:
         finally:
             self.close()
 
+    def _send(self, data: bytes, deadline: float) -> None:
+        """Hand the job over without ever blocking past the deadline."""
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        os.set_blocking(fd, False)
+        view = memoryview(data)
+        try:
+            while view:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                _, ready, _ = select.select([], [fd], [], left)
+                if ready:
+                    view = view[os.write(fd, view) :]
+        except OSError:  # the child is gone; its exit status says why
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def _receive(self, cap: int, deadline: float) -> tuple[bytes, bool, bool]:
+        """The control pipe until it closes: (data up to ``cap``, overflowed, timed out)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks: list[bytes] = []
+        size, overflow = 0, False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return b"".join(chunks), overflow, True
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b"".join(chunks), overflow, False
+            if size + len(chunk) > cap:
+                overflow = True  # keep draining (so the child is not blocked), keep nothing
+                continue
+            chunks.append(chunk)
+            size += len(chunk)
+
+    def _tighten_tasks(self) -> None:
+        """Shared uid: the budget becomes what runs now plus ``fallback_nproc`` for the job."""
+        budget = _count_tasks(os.getuid()) + self.limits.fallback_nproc
+        pending, seen = [self.proc.pid], set()
+        while pending:
+            pid = pending.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            pending += _children(pid)
+            with contextlib.suppress(OSError):
+                resource.prlimit(pid, resource.RLIMIT_NPROC, (budget, budget))
+
     def _run(self, source, tokens, k, n_classes, wall, causal=None) -> SandboxOutcome:
         self.wait_ready()
-        job: dict[str, Any] = {"source": self._put("submission.py", source.encode("utf-8"))}
-        if causal is not None:
-            job["causal"] = {
-                **causal.spec,
-                "inputs": self._put("causal.safetensors", causal.inputs),
-            }
+        if self._shared_uid and self.sandboxed:
+            self._tighten_tasks()
+        job: dict[str, Any] = {"source": source}
+        n = 0
         if tokens is not None:
             from safetensors.torch import save
 
-            job["tokens"] = self._put("inputs.safetensors", save({"tokens": tokens.contiguous()}))
-            job.update(k=int(k), n_classes=int(n_classes))
+            n = int(tokens.shape[0])
+            data = save({"tokens": tokens.contiguous()})
+            job.update(tokens=base64.b64encode(data).decode(), k=int(k), n_classes=int(n_classes))
+        causal_cap = 0
+        if causal is not None:
+            from safetensors.torch import save
+
+            data = causal.inputs if isinstance(causal.inputs, bytes) else save(causal.inputs)
+            inputs = base64.b64encode(data).decode()
+            job["causal"] = {**causal.spec, "inputs": inputs}
+            causal_cap = 2 * causal.max_bytes
         started = time.monotonic()
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write((json.dumps(job) + "\n").encode())
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-        timed_out = False
-        try:
-            code = self.proc.wait(timeout=wall)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        deadline = started + wall
+        self._send((json.dumps(job) + "\n").encode(), deadline)
+        cap = MAX_RESULT_BYTES + 2 * (n * int(k) * 8 + 4096) + causal_cap
+        raw, overflow, timed_out = self._receive(cap, deadline)
+        if timed_out:
             _kill_group(self.proc)
             code = self.proc.returncode
+        else:
+            try:
+                code = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                code = None
         elapsed = time.monotonic() - started
-        _kill_group(self.proc)  # anything it left behind goes with the group / pid namespace
+        _kill_group(self.proc)  # anything it left behind goes with the pid namespace
+        oom = self.cgroup is not None and self.cgroup.oom_killed()
         outcome = SandboxOutcome(
             failure=None,
             log_tail=self.log_tail(),
             exit_code=code,
             wall_seconds=elapsed,
             sandboxed=self.sandboxed,
+            memory_peak_bytes=self.cgroup.peak_bytes() if self.cgroup is not None else None,
         )
         if timed_out:
             outcome.failure = f"the submission did not finish within {wall:g} s and was stopped"
             return outcome
-        result = self._read_result()
+        if overflow:
+            outcome.failure = (
+                "the submission sent more than the verifier accepts on its result channel "
+                f"({cap // 1024} kB) and was refused"
+            )
+            return outcome
+        answer = self._parse(raw)
+        result = sanitize_result(answer.get("result")) if answer else None
         if result is None:
-            outcome.failure = _describe_exit(code, self.limits)
+            outcome.failure = _describe_exit(code, self.limits, oom=oom)
             return outcome
         outcome.result = result
         status = result.get("status")
@@ -446,17 +729,15 @@ class Sandbox:
                 f"{result.get('message', 'out of memory')} (limit {self.limits.memory_mb} MB)"
             )
         elif status != "ok":
-            outcome.failure = str(result.get("message", "the submission failed"))[:4000]
+            outcome.failure = result.get("message") or "the submission failed"
         elif result.get("has_predict") and "predict" not in result.get("errors", {}):
-            outcome.predictions = self._read_predictions(
-                tokens.shape[0] if tokens is not None else 0, k
-            )
+            outcome.predictions = _decode_predictions(answer.get("predictions"), n, int(k))
             if outcome.predictions is None:
                 result.setdefault("errors", {})["predict"] = (
                     "predict's output could not be read back (missing, malformed or tampered with)"
                 )
         if causal is not None and status == "ok" and "hypothesis" not in result["errors"]:
-            outcome.causal = self._read_tensors("causal.safetensors", causal.max_bytes)
+            outcome.causal = _decode_tensors(answer.get("causal"), causal.max_bytes)
             error = None if outcome.causal is None else causal.check(outcome.causal)
             if outcome.causal is None or error:
                 outcome.causal = None
@@ -465,111 +746,156 @@ class Sandbox:
                 )
         return outcome
 
-    def _read_tensors(self, name: str, max_bytes: int) -> dict[str, Any] | None:
-        """A safetensors file the child left in out/ (size-capped, no links), or None."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-
-        out_fd = self._out_dir_fd()
-        if out_fd is None:
+    @staticmethod
+    def _parse(raw: bytes) -> dict[str, Any] | None:
+        """The last line of the control pipe as a JSON object (the runner writes one at the end)."""
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        if not lines:
             return None
         try:
-            raw = _read_regular_file(out_fd, name, max_bytes)
-        finally:
-            os.close(out_fd)
-        if raw is None:
-            return None
-        try:
-            return load(raw)
-        except (SafetensorError, ValueError, RuntimeError, OverflowError):
-            return None
-
-    def _out_dir_fd(self) -> int | None:
-        try:
-            work_fd = os.open(self.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            return None
-        try:
-            return os.open("out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=work_fd)
-        except OSError:
-            return None
-        finally:
-            os.close(work_fd)
-
-    def _read_result(self) -> dict[str, Any] | None:
-        out_fd = self._out_dir_fd()
-        if out_fd is None:
-            return None
-        try:
-            raw = _read_regular_file(out_fd, "result.json", MAX_RESULT_JSON_BYTES)
-        finally:
-            os.close(out_fd)
-        if raw is None:
-            return None
-        try:
-            result = json.loads(raw.decode("utf-8"))
+            answer = json.loads(lines[-1].decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             return None
-        if not isinstance(result, dict):
-            return None
-        if not isinstance(result.get("errors", {}), dict):
-            result["errors"] = {}
-        result["errors"] = {
-            str(key): str(value)[:4000] for key, value in result.get("errors", {}).items()
-        }
-        circuit = result.get("circuit")
-        if circuit is not None and not (
-            isinstance(circuit, list) and all(isinstance(c, str) and len(c) <= 64 for c in circuit)
-        ):
-            result["circuit"] = None
-            result["errors"]["circuit"] = "CIRCUIT must be a list of strings"
-        return result
-
-    def _read_predictions(self, n: int, k: int) -> Any:
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load
-
-        out_fd = self._out_dir_fd()
-        if out_fd is None:
-            return None
-        try:
-            raw = _read_regular_file(out_fd, "predictions.safetensors", n * k * 8 + 4096)
-        finally:
-            os.close(out_fd)
-        if raw is None:
-            return None
-        try:
-            tensors = load(raw)
-        except (SafetensorError, ValueError, RuntimeError, OverflowError):
-            return None
-        predictions = tensors.get("predictions")
-        if (
-            set(tensors) != {"predictions"}
-            or predictions is None
-            or predictions.dtype != torch.int64
-            or tuple(predictions.shape) != (n, k)
-        ):
-            return None
-        return predictions
+        return answer if isinstance(answer, dict) else None
 
     def close(self) -> None:
+        """Kill the sandbox and free what it held; never raises (cleanup must not crash a job)."""
         if self._closed:
             return
         self._closed = True
-        self._finalizer()
+        try:
+            self._finalizer()
+        except Exception:  # noqa: BLE001 - logged; a leftover is not the submission's verdict
+            log.exception("sandbox cleanup failed")
+        with contextlib.suppress(Exception):
+            self._log.close()
+
+    def _release(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self._claim is not None:
+            self._claim.release()
+        if self.workdir is not None:
+            remove_tree(self.workdir)
         with contextlib.suppress(Exception):
             self._log.close()
 
 
-def _cleanup(proc: subprocess.Popen, workdir: Path, private: Path) -> None:
+def _decode_tensors(encoded: Any, max_bytes: int) -> dict[str, Any] | None:
+    """Tensors the runner sent as base64 safetensors (size-capped, never pickle), or None."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not isinstance(encoded, str) or len(encoded) > 2 * max_bytes:
+        return None
+    try:
+        return load(base64.b64decode(encoded, validate=True))
+    except (SafetensorError, ValueError, RuntimeError, OverflowError):
+        return None
+
+
+def _decode_predictions(encoded: Any, n: int, k: int) -> Any:
+    """Predictions as safetensors bytes (never pickle), checked for name, dtype and shape."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not isinstance(encoded, str) or len(encoded) > 2 * (n * k * 8 + 4096):
+        return None
+    try:
+        tensors = load(base64.b64decode(encoded, validate=True))
+    except (SafetensorError, ValueError, RuntimeError, OverflowError):
+        return None
+    predictions = tensors.get("predictions")
+    if (
+        set(tensors) != {"predictions"}
+        or predictions is None
+        or predictions.dtype != torch.int64
+        or tuple(predictions.shape) != (n, k)
+    ):
+        return None
+    return predictions
+
+
+def _cleanup(
+    proc: subprocess.Popen,
+    workdir: Path | None,
+    leaf: cgroups.CgroupLeaf | None,
+    claim: UidClaim | None,
+) -> None:
     _kill_group(proc)
     for stream in (proc.stdin, proc.stdout):
         with contextlib.suppress(Exception):
             if stream is not None:
                 stream.close()
-    shutil.rmtree(workdir, ignore_errors=True)
-    shutil.rmtree(private, ignore_errors=True)
+    if leaf is not None and not leaf.remove():
+        log.warning("sandbox cgroup %s could not be removed", leaf.dirs[0])
+    if claim is not None:
+        claim.release()  # only now: every process that ran as this uid is gone
+    if workdir is not None:
+        remove_tree(workdir)
+
+
+# --- self-check ----------------------------------------------------------------------------------
+
+_CHECK = (
+    "import os\n"
+    "open('/sandbox/w', 'w').write('x'); open('/tmp/w', 'w').write('x')\n"
+    "for path in ('/dev/shm/w', '/w'):\n"
+    "    try:\n"
+    "        open(path, 'w')\n"
+    "        raise SystemExit(path + ' is writable')\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "print('sandbox-ok', os.getuid())\n"
+)
+
+
+def self_check(limits: SandboxLimits | None = None, *, timeout: float = 60.0) -> str | None:
+    """Start a real sandbox (same namespaces, mounts, uid and limits as a job) running a short
+    probe; None when it works, else the reason a submission could not be verified here."""
+    if bwrap_path() is None:
+        return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+    if os.geteuid() == 0 and not os.access(SETPRIV, os.X_OK):
+        return f"{SETPRIV} is missing (util-linux): a root worker needs it to drop to sandbox uids"
+    command = [sys.executable, "-I", "-S", "-c", _CHECK]
+    try:
+        box = Sandbox(limits, command=command)
+    except (SandboxUnavailable, SandboxError, OSError) as exc:
+        return f"the sandbox cannot start: {exc}"
+    try:
+        box._send(b"", time.monotonic() + timeout)
+        raw, _, timed_out = box._receive(4096, time.monotonic() + timeout)
+        code = box.proc.wait(timeout=timeout) if not timed_out else None
+    except subprocess.TimeoutExpired:
+        timed_out, code, raw = True, None, b""
+    finally:
+        detail = " ".join(box.log_tail().split())[-800:] or "no output"
+        box.close()
+    if timed_out:
+        return f"the sandbox did not answer within {timeout:g} s"
+    if code != 0 or not raw.startswith(b"sandbox-ok"):
+        return f"the sandbox cannot start (exit status {code}): {detail}"
+    return None
+
+
+def describe_limits(limits: SandboxLimits | None = None) -> str:
+    """One sentence for logs and health checks: how this worker bounds a whole submission."""
+    limits = limits or SandboxLimits()
+    layout, why = cgroups.probe()
+    tmpfs = (
+        f"work dir {limits.work_mb} MB and /tmp {limits.tmpfs_mb} MB on tmpfs inside the sandbox"
+    )
+    if layout is not None:
+        return (
+            f"{limits.memory_mb} MB of memory and {limits.nproc} tasks per sandbox in total "
+            f"({why}); {tmpfs}"
+        )
+    return (
+        f"fallback without a cgroup ({why}): at most {limits.fallback_nproc} tasks of "
+        f"{limits.memory_mb} MB address space each, so at most "
+        f"{limits.fallback_nproc * limits.memory_mb} MB per sandbox; {tmpfs}"
+    )
 
 
 class SandboxPool:

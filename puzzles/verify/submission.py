@@ -15,6 +15,9 @@ MAX_SUBMISSION_BYTES = 1_000_000
 """Uploads above this are refused (a solution is code, not data; notebooks with outputs stay small)."""
 
 ALLOWED_SUFFIXES = (".py", ".ipynb")
+MAX_NOTEBOOK_DEPTH = 64
+"""A Jupyter notebook nests about 6 levels; deeper JSON is refused before any parser recurses."""
+MAX_NOTEBOOK_CELLS = 5000
 
 
 class SubmissionError(ValueError):
@@ -31,6 +34,20 @@ class Submission:
 
 
 _MAGIC = re.compile(r"^\s*(%|!)")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s arrays and objects nest, counted without recursion."""
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 def _strip_ipython(cell: str) -> str:
@@ -52,14 +69,26 @@ def notebook_to_source(text: str) -> str:
     """The code cells of a notebook, in order, as one script."""
     import nbformat
 
+    depth = json_depth(text)
+    if depth > MAX_NOTEBOOK_DEPTH:
+        raise SubmissionError(
+            f"The notebook's JSON nests {depth} levels deep (a notebook needs fewer than "
+            f"{MAX_NOTEBOOK_DEPTH}): it is not a Jupyter notebook this verifier accepts."
+        )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SubmissionError(
             f"The notebook is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})."
         ) from None
+    except (RecursionError, MemoryError):
+        raise SubmissionError("The notebook's JSON is too deeply nested or too large.") from None
     if not isinstance(raw, dict) or "cells" not in raw:
         raise SubmissionError("The notebook has no cells: is it really a Jupyter .ipynb file?")
+    if not isinstance(raw["cells"], list) or len(raw["cells"]) > MAX_NOTEBOOK_CELLS:
+        raise SubmissionError(
+            f"The notebook's cells must be a list of at most {MAX_NOTEBOOK_CELLS} cells."
+        )
     try:
         notebook = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several unrelated types for bad documents

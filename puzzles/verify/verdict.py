@@ -67,6 +67,8 @@ class Verdict:
     seed_kind: str = "public"
     """``public`` (local self-check, reproducible by anyone) or ``secret`` (the server's held-out set)."""
     sandboxed: bool = True
+    memory_peak_mb: float | None = None
+    """The sandbox's peak memory, all its processes together (where a cgroup measured it)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only; the PNG travels base64-encoded."""
@@ -85,6 +87,7 @@ class Verdict:
                 "puzzle": self.puzzle,
                 "seed_kind": self.seed_kind,
                 "sandboxed": self.sandboxed,
+                "memory_peak_mb": self.memory_peak_mb,
             }
         )
 
@@ -109,4 +112,5 @@ class Verdict:
             puzzle=data.get("puzzle", ""),
             seed_kind=data.get("seed_kind", "public"),
             sandboxed=bool(data.get("sandboxed", True)),
+            memory_peak_mb=data.get("memory_peak_mb"),
         )

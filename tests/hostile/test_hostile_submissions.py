@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +24,26 @@ from pathlib import Path
 import pytest
 
 from puzzles.catalog import get_puzzle
-from puzzles.verify import SandboxLimits, Verdict, verify_submission
+from puzzles.verify import SandboxLimits, Verdict, cgroups, verify_submission
 from puzzles.verify import sandbox as sandbox_mod
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed"),
+    # the module fixture runs all cases (4 at a time): minutes on a loaded 2-core machine
+    pytest.mark.timeout(900),
+]
 
 SECRET = "xoxb-HOSTILE-TEST-SECRET-5f1d"
-# memory_mb is on top of the torch import (~0.6 GB with a CPU build): 896 keeps the ~1.5 GB in all
-# this module was written for, so the memory bomb hits the limit well inside the 4 s wall clock.
-LIMITS = SandboxLimits(memory_mb=896, cpu_seconds=8, wall_seconds=4.0, nproc=32)
+# wall < cpu so a busy loop ends on the wall clock; 8 s leaves a loaded 2-core machine room
+LIMITS = SandboxLimits(memory_mb=1536, cpu_seconds=16, wall_seconds=8.0, nproc=32)
 HOST_FILE_SECRET = "DATABASE-ROW-SECRET-93be"
+FORKED_MB = 800  # three children: 2400 MB together, over LIMITS.memory_mb (+ the interpreter's
+# allowance, sandbox.INTERPRETER_MB), each one under it
+INJECTION = (
+    "\x1b]0;owned\x07\x1b[2J\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\ \x9b31m "
+    "<!channel> <http://evil.example|https://docs.example> [docs](http://evil.example) "
+    "&lt;!here&gt;"
+)
 
 PREDICT_OK = """
 def predict(tokens):
@@ -132,15 +146,19 @@ raise RuntimeError("writes probed")
         ),
         "malicious_pickle_output": py(
             f"""
-import os, pickle, json
+import base64, os, pickle, json
 class Evil:
     def __reduce__(self):
         return (os.system, ("touch {tmp / "PICKLE-RAN"}",))
 def predict(tokens):
-    os.makedirs("out", exist_ok=True)
-    open("out/predictions.safetensors", "wb").write(pickle.dumps(Evil()))
-    json.dump({{"status": "ok", "errors": {{}}, "circuit": ["L0H0"], "has_predict": True}},
-              open("out/result.json", "w"))
+    result = {{"status": "ok", "errors": {{}}, "circuit": ["L0H0"], "has_predict": True}}
+    answer = {{"result": result, "predictions": base64.b64encode(pickle.dumps(Evil())).decode()}}
+    for fd in os.listdir("/proc/self/fd"):  # the answer channel
+        try:
+            if int(fd) > 2 and os.readlink(f"/proc/self/fd/{{fd}}").startswith("pipe:"):
+                os.write(int(fd), (json.dumps(answer) + "\\n").encode())
+        except OSError:
+            pass
     os._exit(0)
 """
         ),
@@ -209,6 +227,110 @@ def predict(tokens):
         "circuit_not_a_list": py("CIRCUIT = {'L0H0': 1}\n" + PREDICT_OK),
         "circuit_bad_names": py("CIRCUIT = ['L9H9', 'rm -rf /']\n" + PREDICT_OK),
         "system_exit_on_import": py("raise SystemExit(3)\n" + PREDICT_OK),
+        # --- disk: the work dir and /tmp are small tmpfs mounts inside the sandbox -------------
+        "fill_the_disk": py(
+            """
+import os
+written = 0
+for where in (".", "/tmp"):
+    for i in range(40):  # 40 x 30 MB each: every file under the file-size limit
+        try:
+            with open(os.path.join(where, f"fill{i}"), "wb") as fh:
+                for _ in range(30):
+                    fh.write(b"x" * 1_000_000)
+                    written += 1
+        except OSError:
+            break
+print("WROTE_MB", written)
+raise RuntimeError("disk filled")
+"""
+        ),
+        "deep_directory_chain": py(
+            """
+import os
+for _ in range(1600):  # walked down one level at a time: deeper than a path can name
+    os.mkdir("d")
+    os.chdir("d")
+print("DEEP made")
+raise RuntimeError("deep chain made")
+"""
+        ),
+        "dev_shm_and_root": py(
+            """
+for path in ("/dev/shm/big", "/big", "/dev/big"):
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"x" * 50_000_000)
+        print("WROTE", path)
+    except OSError as e:
+        print("blocked", path, type(e).__name__)
+raise RuntimeError("shm probed")
+"""
+        ),
+        # --- memory: one limit for everything the submission forks -----------------------------
+        "forked_memory": py(
+            f"""
+import os, time
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            block = bytearray({FORKED_MB} * 1_000_000)  # touched: bytearray zero-fills
+            print("CHILD_HOLDS", len(block) // 1_000_000, flush=True)
+            time.sleep(2)
+        finally:
+            os._exit(0)
+    children.append(pid)
+held = 0
+for pid in children:
+    _, status = os.waitpid(pid, 0)
+    held += os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+print("CHILDREN_DONE", held)
+raise RuntimeError("forked memory probed")
+"""
+        ),
+        "nested_user_namespace": py(
+            """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0:
+    print("USERNS_CREATED")
+else:
+    print("blocked userns", os.strerror(ctypes.get_errno()))
+raise RuntimeError("userns probed")
+"""
+        ),
+        # --- messages: every text that leaves the sandbox is capped ----------------------------
+        "forged_huge_result": py(
+            """
+import json, os
+def predict(tokens):
+    forged = json.dumps({"status": "memory", "message": "M" * 900_000,
+                         "errors": {f"k{i}": "E" * 4000 for i in range(20)},
+                         "circuit": None, "has_predict": False})
+    os.makedirs("out", exist_ok=True)
+    open("out/result.json", "w").write(forged)
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if int(fd) > 2 and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.write(int(fd), ('{"result": ' + forged + '}\\n').encode())
+        except OSError:
+            pass
+    os._exit(0)
+"""
+        ),
+        "deep_json_notebook": Case(
+            "solution.ipynb", b'{"cells": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+        ),
+        # --- injection: what it prints is shown escaped wherever it goes ----------------------
+        "escape_sequences_and_mentions": py(
+            f"""
+print({INJECTION!r})
+raise RuntimeError({INJECTION!r})
+"""
+        ),
     }
 
 
@@ -228,8 +350,26 @@ def _processes_running_as(uids: set[int]) -> list[str]:
     return found
 
 
+class _DiskSampler(threading.Thread):
+    """Samples the size of the worker's temp dir (``du``: any depth) while the cases run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.peak, self.samples = path, 0, 0
+        self.stop = threading.Event()
+
+    def size(self) -> int:
+        out = subprocess.run(["du", "-sb", str(self.path)], capture_output=True, text=True).stdout
+        return int(out.split()[0]) if out.strip() else 0
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.peak = max(self.peak, self.size())
+            self.samples += 1
+
+
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory):
+def outcome(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("hostile")
     (tmp / "circuitboard.db").write_text(HOST_FILE_SECRET)
     listener = socket.socket()
@@ -238,10 +378,16 @@ def outcome(tmp_path_factory):
     listener.setblocking(False)
     cases = _cases(tmp, listener.getsockname()[1])
     puzzle = get_puzzle("palindromes")
-    first_uid = sandbox_mod.uids_issued()
+    first_uid = len(sandbox_mod.issued_uids())
     old = os.environ.get("CIRCUITBOARD_SLACK_BOT_TOKEN")
     os.environ["CIRCUITBOARD_SLACK_BOT_TOKEN"] = SECRET
     os.environ["DATABASE_URL"] = f"postgresql://u:{SECRET}@db/x"
+    # the worker's own temp dir, measured while the cases run: a sandbox must never fill it
+    worker_tmp = tmp / "worker-tmp"
+    worker_tmp.mkdir()
+    old_tempdir, tempfile.tempdir = tempfile.tempdir, str(worker_tmp)
+    sampler = _DiskSampler(worker_tmp)
+    sampler.start()
     try:
 
         def run(case: Case) -> Verdict:
@@ -249,10 +395,21 @@ def outcome(tmp_path_factory):
                 case.source, case.filename, puzzle, limits=LIMITS, heldout_size=64
             )
 
+        # Without a cgroup or uids of their own (an unprivileged worker's fallback) sandboxes
+        # share one uid's task count, so a fork bomb starves any sandbox starting beside it:
+        # then it runs alone, after the others (the README says so).
+        shared = os.geteuid() != 0 and cgroups.probe()[0] is None
+        alone = {"fork_bomb"} if shared else set()
         with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {name: pool.submit(run, case) for name, case in cases.items()}
+            futures = {
+                name: pool.submit(run, case) for name, case in cases.items() if name not in alone
+            }
             verdicts = {name: f.result() for name, f in futures.items()}
+        verdicts.update({name: run(cases[name]) for name in alone})
     finally:
+        sampler.stop.set()
+        sampler.join()
+        tempfile.tempdir = old_tempdir
         if old is None:
             os.environ.pop("CIRCUITBOARD_SLACK_BOT_TOKEN", None)
         else:
@@ -265,14 +422,25 @@ def outcome(tmp_path_factory):
     except BlockingIOError:
         accepted = False
     listener.close()
+    uids = sandbox_mod.issued_uids()[first_uid:]
+    layout, why = cgroups.probe()
+    request.config.hostile_summary = dict(
+        cases=len(verdicts),
+        user="root" if os.geteuid() == 0 else f"uid {os.geteuid()} (unprivileged)",
+        limits="cgroup" if layout is not None else f"fallback ({why})",
+    )
     return {
         "verdicts": verdicts,
         "tmp": tmp,
         "accepted": accepted,
-        "leftover": _processes_running_as(
-            {sandbox_mod.sandbox_uid(n) for n in range(first_uid, sandbox_mod.uids_issued())}
-        ),
-        "n_sandboxes": sandbox_mod.uids_issued() - first_uid,
+        "leftover": _processes_running_as(set(uids)),
+        "uids": uids,
+        "n_sandboxes": len(uids) if os.geteuid() == 0 else len(verdicts),
+        "disk_peak": max(sampler.peak, sampler.size()),
+        "disk_after": sampler.size(),
+        "disk_samples": sampler.samples,
+        "cgroup": layout is not None,
+        "worker_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -318,6 +486,14 @@ ALL = [
     "circuit_not_a_list",
     "circuit_bad_names",
     "system_exit_on_import",
+    "fill_the_disk",
+    "deep_directory_chain",
+    "dev_shm_and_root",
+    "forked_memory",
+    "nested_user_namespace",
+    "forged_huge_result",
+    "deep_json_notebook",
+    "escape_sequences_and_mentions",
 ]
 
 
@@ -333,6 +509,8 @@ def test_every_case_is_covered(outcome) -> None:
 
 def test_no_process_left_behind(outcome) -> None:
     assert outcome["n_sandboxes"] >= 20
+    if os.geteuid() == 0:  # concurrent sandboxes never share a uid
+        assert len(set(outcome["uids"])) == len(outcome["uids"])
     assert outcome["leftover"] == []
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 4242.5" not in out
@@ -407,3 +585,88 @@ def test_signals_do_not_reach_the_worker(outcome) -> None:
     assert os.getpid() > 0
     os.kill(os.getpid(), 0)
     assert signal.getsignal(signal.SIGTERM) is not None
+
+
+def _log_number(report: str, key: str) -> int | None:
+    match = re.search(rf"{key} (\d+)", report)
+    return int(match.group(1)) if match else None
+
+
+def test_disk_writes_stay_in_small_tmpfs_mounts(outcome) -> None:
+    v = outcome["verdicts"]
+    written = _log_number(v["fill_the_disk"].report_md, "WROTE_MB")
+    assert written is not None, v["fill_the_disk"].report_md
+    assert written * 1_000_000 <= (LIMITS.work_mb + LIMITS.tmpfs_mb) << 20  # not 2 x 40 x 30 MB
+    report = v["dev_shm_and_root"].report_md
+    assert "WROTE" not in report and report.count("blocked") == 3
+
+
+def test_a_deep_directory_chain_is_no_crash(outcome) -> None:
+    verdict = outcome["verdicts"]["deep_directory_chain"]
+    assert "DEEP made" in verdict.report_md
+    assert verdict.error_kind == "runtime" and "deep chain made" in verdict.error
+
+
+def test_worker_disk_and_memory_stay_within_bounds(outcome) -> None:
+    """Stated bounds: sandboxes write nothing on the worker's disk (its temp dir grows by less
+    than 1 MB, lock files only); each sandbox stays within LIMITS.memory_mb in total where a
+    cgroup measures it; the worker process itself (torch, the model) stays under 3 GB."""
+    assert outcome["disk_samples"] > 0
+    assert outcome["disk_peak"] < 1 << 20, outcome["disk_peak"]
+    assert outcome["disk_after"] < 1 << 20
+    assert outcome["worker_max_rss_mb"] < 3000
+    peaks = [v.memory_peak_mb for v in outcome["verdicts"].values() if v.memory_peak_mb]
+    if outcome["cgroup"]:
+        assert peaks and max(peaks) <= LIMITS.memory_mb
+    else:
+        assert peaks == []
+
+
+def test_forked_children_share_one_memory_limit(outcome) -> None:
+    verdict = outcome["verdicts"]["forked_memory"]
+    held = _log_number(verdict.report_md, "CHILDREN_DONE")
+    if outcome["cgroup"]:
+        # 3 x 600 MB > 1536 MB for the whole sandbox: not all three can hold their share
+        assert held is None or held < 3, verdict.report_md
+        assert verdict.memory_peak_mb <= LIMITS.memory_mb
+    else:
+        # the fallback bounds the total by at most fallback_nproc tasks of memory_mb each
+        assert held is None or held <= LIMITS.fallback_nproc
+
+
+def test_no_nested_user_namespace(outcome) -> None:
+    report = outcome["verdicts"]["nested_user_namespace"].report_md
+    assert "USERNS_CREATED" not in report
+    assert "blocked userns" in report
+
+
+def test_a_forged_result_is_capped(outcome) -> None:
+    verdict = outcome["verdicts"]["forged_huge_result"]
+    text = json.dumps(verdict.to_json())
+    assert len(text) < 30_000, len(text)
+    assert verdict.error_kind == "runtime"
+    assert verdict.error.startswith("M" * 1000)  # the forged message arrived, cut short
+    assert len(verdict.error) <= sandbox_mod.MAX_MESSAGE_CHARS + 100
+    assert "k0" not in text  # unknown error keys are dropped, not passed on
+
+
+def test_a_deep_json_notebook_is_refused_clearly(outcome) -> None:
+    verdict = outcome["verdicts"]["deep_json_notebook"]
+    assert verdict.error_kind == "input"
+    assert "nests 3001 levels deep" in verdict.error
+
+
+def test_output_is_inert_in_slack_terminals_and_markdown(outcome) -> None:
+    from bot.views.escape import markdown, report_mrkdwn, terminal
+
+    report = outcome["verdicts"]["escape_sequences_and_mentions"].report_md
+    assert "<!channel>" in report  # the raw report keeps what the code printed ...
+    slack = report_mrkdwn(report)  # ... and each destination makes it inert
+    assert "<!channel>" not in slack and "&lt;!channel&gt;" in slack
+    assert "<http://evil.example|" not in slack and "](http" in slack
+    assert "&amp;lt;!here&amp;gt;" in slack
+    shown = terminal(report)
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown
+    assert "\\x1b]0;owned" in shown
+    exported = markdown(report)
+    assert "[docs](http" not in exported and "\\[docs\\]" in exported
