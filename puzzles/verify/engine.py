@@ -16,6 +16,7 @@ import torch
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, replication_check
 from puzzles.verify.components import ComponentError, parse_circuit
+from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, HardSet, cached_hard_set
 from puzzles.verify.report import render_plot, render_report
 from puzzles.verify.sandbox import (
     Sandbox,
@@ -53,6 +54,21 @@ def _model(puzzle: Puzzle, device: str):
             _MODELS.clear()
         model = _MODELS[key] = load_model(puzzle, device=device)
     return model
+
+
+def hard_set(puzzle: Puzzle, task: Any, model: Any, *, seed: int, device: str = "cpu") -> HardSet:
+    """The puzzle's hard set for ``seed``, mined from ``model`` (cached per model and seed)."""
+    from puzzles.models import model_predictions
+
+    config = puzzle.verify
+    return cached_hard_set(
+        (str(puzzle.weights_path), puzzle.weights_sha256, device),
+        task,
+        lambda tokens: model_predictions(model, task, tokens).cpu(),
+        seed=int(seed),
+        pool_size=int(config.get("hardset_pool", DEFAULT_POOL)),
+        size=int(config.get("hardset_size", DEFAULT_SIZE)),
+    )
 
 
 def _resolve_device(device: str, notes: list[str]) -> str:
@@ -131,7 +147,10 @@ def verify_submission(
         n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
         heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
         edge = task.edge_cases()
-        tokens = torch.cat([heldout, edge]).long()
+        hard_seed = public_seed(puzzle) if seed is None else seed
+        hard = hard_set(puzzle, task, model, seed=hard_seed, device=device)
+        n_hard = int(hard.tokens.shape[0])
+        tokens = torch.cat([heldout, edge, hard.tokens]).long()
         answer_positions = list(task.ANSWER_POSITIONS)
         k = len(answer_positions)
         n_classes = len(task.CLASSES)
@@ -181,6 +200,7 @@ def verify_submission(
                 n_heldout=n_heldout,
                 config=config,
                 position_names=names,
+                n_hard=n_hard,
             )
         else:
             why = errors.get("predict") or "the submission defines no `predict(tokens)` function"
