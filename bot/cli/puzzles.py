@@ -137,12 +137,21 @@ def calibrate(
 ) -> None:
     """Score the reference and the baselines over many seeds; set thresholds from the bounds."""
     p = _puzzle(slug)
+    import sys
+    import time
+
     from rich.progress import Progress
 
     from puzzles.verify.calibration import calibrate as run_calibration
     from puzzles.verify.calibration import write_calibration
 
-    with Progress(transient=True) as bar:
+    started = time.perf_counter()
+
+    def log(done: int, total: int) -> None:  # not a terminal (a log file): one line per seed
+        elapsed = time.perf_counter() - started
+        typer.echo(f"{slug}: seed {done}/{total} after {elapsed:.0f}s", err=True)
+
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         job = bar.add_task(f"calibrating {slug}", total=seeds)
         doc = run_calibration(
             p,
@@ -150,7 +159,9 @@ def calibrate(
             circuit_seeds=circuit_seeds,
             random_circuits=random_circuits,
             device=device,
-            progress=lambda done, total: bar.update(job, completed=done),
+            progress=(lambda done, total: bar.update(job, completed=done))
+            if sys.stderr.isatty()
+            else log,
         )
     rep = doc["replication"]
     separates = (

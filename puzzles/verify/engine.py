@@ -17,6 +17,7 @@ from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, replication_check
 from puzzles.verify.components import ComponentError, parse_circuit
 from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, HardSet, cached_hard_set
+from puzzles.verify.quality import verdict_quality
 from puzzles.verify.report import render_plot, render_report
 from puzzles.verify.sandbox import (
     Sandbox,
@@ -119,6 +120,11 @@ def verify_submission(
             for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
                 if check.details.get(key) is not None:
                     verdict.scores[key] = check.details[key]
+        public, private = verdict_quality(verdict)
+        if public is not None:
+            verdict.scores["quality_public"] = public
+        if private is not None:
+            verdict.scores["quality_private"] = private
         verdict.report_md = render_report(verdict, log_tail=log_tail, notes=notes)
         report("report")
         try:
