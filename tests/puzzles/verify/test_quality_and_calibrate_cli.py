@@ -75,3 +75,21 @@ def test_calibrate_dry_run_prints_thresholds_and_show_displays_calibration() -> 
 
     doc = json.loads((get_puzzle("palindromes").path / "calibration.json").read_text())
     assert f"{doc['n_seeds']} seeds" in shown.output
+
+
+def test_the_worker_stores_the_quality_score_as_the_ranking_score() -> None:
+    from bot.jobs import _outcome
+
+    verdict = Verdict(passed=True)
+    verdict.checks["replication"] = CheckResult(
+        name="replication",
+        passed=True,
+        score=0.99,
+        details={"agreement_public": 0.99, "agreement_private": 0.98, "agreement_on_mistakes": 0.7},
+    )
+    verdict.scores = {"replication": 0.99, "quality_public": 0.81, "quality_private": 0.8}
+    outcome = _outcome(verdict)
+    assert (outcome.public_score, outcome.private_score) == (0.81, 0.8)
+    del verdict.scores["quality_public"], verdict.scores["quality_private"]
+    older = _outcome(verdict)  # a verdict from before the quality score: raw agreement
+    assert (older.public_score, older.private_score) == (0.99, 0.98)
