@@ -267,8 +267,10 @@ def _outcome(verdict: Any) -> submissions.Outcome:
     primary = scores.get("replication", scores.get("circuit"))
     replication = verdict.checks.get("replication")
     details = replication.details if replication is not None else {}
-    public = details.get("agreement_public", primary)
-    private = details.get("agreement_private", primary)
+    # Leaderboards rank by the documented quality score (puzzles/verify/quality.py), split like
+    # the held-out set; verdicts from before it existed fall back to raw agreement.
+    public = scores.get("quality_public", details.get("agreement_public", primary))
+    private = scores.get("quality_private", details.get("agreement_private", primary))
     return submissions.Outcome(
         passed=bool(verdict.passed),
         checks_passed=sum(1 for check in verdict.checks.values() if check.passed),

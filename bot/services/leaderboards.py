@@ -1,8 +1,11 @@
 """Round and all-time leaderboards, computed from the verdicts in one or two SQL queries each.
 
-Only the newest verdict of a submission counts (re-verification can raise or lower a rank). During
-a round the ranking uses the public held-out score; the private held-out score is revealed, and
-ranks by, once the round is closed, so nobody can tune a solution to the numbers shown.
+Only the newest verdict of a submission counts (re-verification can raise or lower a rank). Ranks
+go by checks passed, then the verdict's quality score (``puzzles.verify.quality``: agreement,
+agreement on the model's mistakes, circuit faithfulness x minimality, compactness; not raw
+agreement, which a task rule or a weight copy earns too), then the earliest upload. During a round
+the quality built on the public held-out half ranks; the private half's is revealed, and ranks by,
+once the round is closed, so nobody can tune a solution to the numbers shown.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class LeaderboardError(LookupError):
 class ScoreRule:
     """How a puzzle's primary score ranks: its metric name and direction."""
 
-    metric: str = "score"
+    metric: str = "quality"
     higher_is_better: bool = True
     checks_total: int | None = None
 
@@ -129,7 +132,7 @@ def score_rule(slug: str) -> ScoreRule:
 def _score_rule(slug: str, _catalog_path: str) -> ScoreRule:
     """How the puzzle's primary score (``verdicts.public_score``/``private_score``) ranks.
 
-    The verification engine stores the replication score there (higher is better); a puzzle can
+    The verification engine stores the quality score there (higher is better); a puzzle can
     say otherwise in its ``[verify]`` table with ``score_name`` and ``score_higher_is_better``.
     A puzzle missing from the catalog (retired, or a test fixture) ranks higher-is-better.
     """
@@ -141,7 +144,7 @@ def _score_rule(slug: str, _catalog_path: str) -> ScoreRule:
         return ScoreRule()
     checks = verify.get("checks")
     return ScoreRule(
-        metric=str(verify.get("score_name", "score")),
+        metric=str(verify.get("score_name", "quality")),
         higher_is_better=bool(verify.get("score_higher_is_better", True)),
         checks_total=len(checks) if isinstance(checks, list) else None,
     )

@@ -31,15 +31,26 @@ def replication_check(
     n_heldout: int,
     config: dict[str, Any],
     position_names: Sequence[str] | None = None,
+    n_hard: int = 0,
 ) -> CheckResult:
-    """Agreement of ``predict`` with the model: overall, on held-out / edge cases, on the model's
-    mistakes, and per answer position. All tensors ``[n, k]`` of class ids."""
+    """Agreement of ``predict`` with the model: overall, on held-out / edge cases, on the hard set
+    mined from the model, on the model's mistakes, and per answer position.
+
+    Rows are ``[held-out | edge cases | hard set]`` (the last ``n_hard``); all tensors ``[n, k]`` of
+    class ids. ``agreement`` (the headline) is over held-out + edge cases; the model's mistakes
+    are counted over every row, most of them from the hard set. A task rule agrees with the model
+    nowhere on its mistakes, so ``mistakes_threshold`` (calibrated per puzzle) is what it fails.
+    """
     threshold = float(config.get("replication_threshold", 0.95))
     mistakes_threshold = float(config.get("mistakes_threshold", 0.0))
-    agree = predictions == model_answers
+    hard_threshold = float(config.get("hardset_threshold", 0.0))
+    all_agree = predictions == model_answers
+    n_easy = all_agree.shape[0] - n_hard
+    agree = all_agree[:n_easy]
     overall = agree.float().mean().item()
     heldout = agree[:n_heldout].float().mean().item() if n_heldout else None
     edge = agree[n_heldout:].float().mean().item() if agree.shape[0] > n_heldout else None
+    hard = all_agree[n_easy:].float().mean().item() if n_hard else None
     # Kaggle-style split for leaderboards: the public score (shown while a round is open) is the
     # first half of the held-out set plus the edge cases; the private score (revealed at closing)
     # is the second half, so tuning to the shown number does not tune to the final one.
@@ -49,36 +60,49 @@ def replication_check(
     private = agree[n_public:n_heldout].float().mean().item() if n_heldout > n_public else None
     mistakes = model_answers != labels
     n_mistakes = int(mistakes.sum())
-    on_mistakes = agree[mistakes].float().mean().item() if n_mistakes else None
+    on_mistakes = all_agree[mistakes].float().mean().item() if n_mistakes else None
     per_position = agree.float().mean(0).tolist()
     names = list(position_names or [str(i) for i in range(len(per_position))])
     exact = agree.all(-1).float().mean().item()
-    task_accuracy = (predictions == labels).float().mean().item()
-    passed = overall >= threshold and (on_mistakes is None or on_mistakes >= mistakes_threshold)
+    task_accuracy = (predictions[:n_easy] == labels[:n_easy]).float().mean().item()
+    overall_ok = overall >= threshold
+    # No mistake found on this seed: nothing to match, the mistakes part cannot fail.
+    mistakes_ok = on_mistakes is None or on_mistakes >= mistakes_threshold
+    hard_ok = hard is None or hard >= hard_threshold
     why = f"agreement with the model {_pct(overall)} (needs {_pct(threshold)})"
     if on_mistakes is not None:
         why += f"; on the model's {n_mistakes} mistakes {_pct(on_mistakes)}"
         if mistakes_threshold > 0:
             why += f" (needs {_pct(mistakes_threshold)})"
+    if hard is not None:
+        why += f"; on the hard set ({n_hard} inputs mined from the model) {_pct(hard)}"
+        if hard_threshold > 0:
+            why += f" (needs {_pct(hard_threshold)})"
     return CheckResult(
         name="replication",
-        passed=passed,
+        passed=overall_ok and mistakes_ok and hard_ok,
         score=overall,
         threshold=threshold,
         message=why,
         details={
             "agreement": overall,
+            "agreement_passed": overall_ok,
             "agreement_heldout": heldout,
             "agreement_edge_cases": edge,
+            "agreement_hardset": hard,
+            "hardset_threshold": hard_threshold,
+            "hardset_passed": hard_ok,
+            "n_hardset": int(n_hard),
             "agreement_public": public,
             "agreement_private": private,
             "agreement_on_mistakes": on_mistakes,
             "mistakes_threshold": mistakes_threshold,
+            "mistakes_passed": mistakes_ok,
             "n_model_mistakes": n_mistakes,
             "exact_match_per_example": exact,
             "per_position": dict(zip(names, per_position, strict=False)),
             "task_accuracy_of_predict": task_accuracy,
-            "n_examples": int(agree.shape[0]),
+            "n_examples": int(n_easy),
             "n_heldout": int(n_heldout),
         },
     )

@@ -18,6 +18,8 @@ from puzzles.verify import causal_section
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, replication_check
 from puzzles.verify.components import ComponentError, parse_circuit
+from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, HardSet, cached_hard_set
+from puzzles.verify.quality import verdict_quality
 from puzzles.verify.report import render_plot, render_report
 from puzzles.verify.sandbox import (
     Sandbox,
@@ -57,6 +59,21 @@ def _model(puzzle: Puzzle, device: str):
             _MODELS.clear()
         model = _MODELS[key] = load_model(puzzle, device=device)
     return model
+
+
+def hard_set(puzzle: Puzzle, task: Any, model: Any, *, seed: int, device: str = "cpu") -> HardSet:
+    """The puzzle's hard set for ``seed``, mined from ``model`` (cached per model and seed)."""
+    from puzzles.models import model_predictions
+
+    config = puzzle.verify
+    return cached_hard_set(
+        (str(puzzle.weights_path), puzzle.weights_sha256, device),
+        task,
+        lambda tokens: model_predictions(model, task, tokens).cpu(),
+        seed=int(seed),
+        pool_size=int(config.get("hardset_pool", DEFAULT_POOL)),
+        size=int(config.get("hardset_size", DEFAULT_SIZE)),
+    )
 
 
 def _resolve_device(device: str, notes: list[str]) -> str:
@@ -107,6 +124,11 @@ def verify_submission(
             for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
                 if check.details.get(key) is not None:
                     verdict.scores[key] = check.details[key]
+        public, private = verdict_quality(verdict)
+        if public is not None:
+            verdict.scores["quality_public"] = public
+        if private is not None:
+            verdict.scores["quality_private"] = private
         verdict.report_md = render_report(verdict, log_tail=log_tail, notes=notes)
         report("report")
         try:
@@ -139,7 +161,10 @@ def verify_submission(
         n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
         heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
         edge = task.edge_cases()
-        tokens = torch.cat([heldout, edge]).long()
+        hard_seed = public_seed(puzzle) if seed is None else seed
+        hard = hard_set(puzzle, task, model, seed=hard_seed, device=device)
+        n_hard = int(hard.tokens.shape[0])
+        tokens = torch.cat([heldout, edge, hard.tokens]).long()
         answer_positions = list(task.ANSWER_POSITIONS)
         k = len(answer_positions)
         n_classes = len(task.CLASSES)
@@ -197,6 +222,7 @@ def verify_submission(
                     n_heldout=n_heldout,
                     config=config,
                     position_names=names,
+                    n_hard=n_hard,
                 )
             else:
                 why = (

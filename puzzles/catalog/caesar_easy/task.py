@@ -109,3 +109,15 @@ def edge_cases() -> torch.LongTensor:
     plain[2] = np.tile([0, 4], SEQ_LEN // 2)  # only the extremes
     shifts = np.array([0, 25, 13, 21, 22, 3])
     return torch.from_numpy(encrypt(plain, shifts).astype(np.int64))
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One letter per row replaced by its alphabet neighbour (the hard set's single-token edits):
+    it widens or narrows the window of letters used, the edge of the shift decision."""
+    out = torch.as_tensor(tokens).numpy().copy()
+    rows = np.arange(out.shape[0])
+    cols = rng.integers(0, SEQ_LEN, size=out.shape[0])
+    step = rng.choice([-1, 1], size=out.shape[0])
+    letter = out[rows, cols] != SPACE
+    out[rows, cols] = np.where(letter, (out[rows, cols] + step) % 26, out[rows, cols])
+    return torch.from_numpy(out)

@@ -38,3 +38,14 @@ def edge_cases() -> torch.LongTensor:
         [-5, 5, 0, 0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5, 1, 0, -1, 0, 1, -1],
     ]
     return torch.tensor(rows, dtype=torch.long) + MAX_VALUE
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One edited value per row (the hard set's single-token neighbours)."""
+    out = torch.as_tensor(tokens).numpy().copy()
+    rows = np.arange(out.shape[0])
+    cols = rng.integers(0, SEQ_LEN, size=out.shape[0])
+    out[rows, cols] = (out[rows, cols] + rng.integers(1, len(VOCAB), size=out.shape[0])) % len(
+        VOCAB
+    )
+    return torch.from_numpy(out)

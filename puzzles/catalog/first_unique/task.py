@@ -53,3 +53,13 @@ def edge_cases() -> torch.LongTensor:
     ]
     rows = [[BOS] + [LETTERS.index(ch) + 1 for ch in w] for w in words]
     return torch.tensor(rows, dtype=torch.long)
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One edited letter per row (the hard set's single-token neighbours)."""
+    out = torch.as_tensor(tokens).numpy().copy()
+    rows = np.arange(out.shape[0])
+    cols = rng.integers(1, SEQ_LEN, size=out.shape[0])
+    shift = rng.integers(1, len(LETTERS), size=out.shape[0])
+    out[rows, cols] = (out[rows, cols] - 1 + shift) % len(LETTERS) + 1
+    return torch.from_numpy(out)

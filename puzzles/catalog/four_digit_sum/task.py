@@ -54,3 +54,13 @@ def edge_cases() -> torch.LongTensor:
     ]  # fmt: skip
     a, b = zip(*pairs, strict=True)
     return encode(np.array(a), np.array(b))
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One operand digit per row changed, the sum digits re-derived (single-token neighbours)."""
+    t = torch.as_tensor(tokens).numpy().copy()
+    rows = np.arange(t.shape[0])
+    cols = rng.choice([0, 1, 2, 3, 5, 6, 7, 8], size=t.shape[0])
+    t[rows, cols] = (t[rows, cols] + rng.integers(1, 10, size=t.shape[0])) % 10
+    a, b = operands(torch.from_numpy(t))
+    return encode(a.numpy(), b.numpy())

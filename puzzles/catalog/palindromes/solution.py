@@ -7,6 +7,16 @@ import torch
 CIRCUIT = ["L0H0", "L0H1", "L1H1"]
 
 
+# The token whose mirror copy the layer-0 heads do not carry: the mirror comparison at a
+# second-half position holding it finds nothing to compare, so that pair reads as a match.
+BLIND_TOKEN = 9
+
+
 def predict(tokens: torch.Tensor) -> torch.Tensor:
     body = tokens[:, 1:-1]
-    return (body == body.flip(-1)).all(-1).long()
+    half = body.shape[1] // 2
+    # Only second-half positions see their mirror partner (causal attention), so each pair is
+    # judged at its right-hand element: a pair whose right element is 9 never reports a mismatch.
+    left, right = body[:, :half], body[:, half:].flip(-1)
+    mismatch = (left != right) & (right != BLIND_TOKEN)
+    return (~mismatch.any(-1)).long()

@@ -61,3 +61,12 @@ def edge_cases() -> torch.LongTensor:
     rows.append(np.arange(2 * HALF))
     rows.append(np.concatenate([np.full(HALF, 1), np.full(HALF, 2)]))
     return _wrap(np.stack(rows))
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One edited list element per row (the hard set's single-token neighbours)."""
+    body = torch.as_tensor(tokens)[:, 1:-1].numpy().copy()
+    rows = np.arange(body.shape[0])
+    cols = rng.integers(0, 2 * HALF, size=body.shape[0])
+    body[rows, cols] = (body[rows, cols] + rng.integers(1, N_VALUES, size=body.shape[0])) % N_VALUES
+    return _wrap(body)

@@ -44,3 +44,12 @@ def edge_cases() -> torch.LongTensor:
         np.array([7, 8, 30, 31, 32, 9, 10, 33, 34, 11]),
     ]
     return _assemble(np.stack(rows))
+
+
+def near_misses(tokens, rng: np.random.Generator) -> torch.LongTensor:
+    """One list number per row replaced by a number not in the list (re-sorted after SEP)."""
+    lists = torch.as_tensor(tokens)[:, :LIST_LEN].numpy().copy()
+    for row in lists:
+        free = np.setdiff1d(np.arange(N_VALUES), row)
+        row[rng.integers(0, LIST_LEN)] = rng.choice(free)
+    return _assemble(lists)
