@@ -24,6 +24,35 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _floor(x: float, digits: int) -> float:
+    scale = 10**digits
+    return math.floor(x * scale + 1e-9) / scale  # 1e-9: 98.96 * 100 is 9895.999...
+
+
+def format_vs_threshold(
+    value: float | None, threshold: float, *, percent: bool = False, digits: int | None = None
+) -> tuple[str, str]:
+    """``(value, threshold)`` as text that never reads as a pass when ``value < threshold``.
+
+    Shown rounded (1 decimal for percentages, 3 for ratios); a failing value is shown floored,
+    with more digits until it reads below the threshold (98.96% against 99% reads "98.96%", not
+    "99.0%"). A passing value rounds like any number and never reads below its threshold.
+    """
+    scale, suffix = (100.0, "%") if percent else (1.0, "")
+    base = digits if digits is not None else (1 if percent else 3)
+    if value is None or not math.isfinite(value):
+        return "n/a", f"{threshold * scale:.{base}f}{suffix}"
+    v, t = value * scale, threshold * scale
+    for d in range(base, base + 8):
+        shown_t = round(t, d)
+        if v >= t:
+            return f"{v:.{d}f}{suffix}", f"{shown_t:.{d}f}{suffix}"
+        shown_v = _floor(v, d)
+        if shown_v < shown_t:
+            return f"{shown_v:.{d}f}{suffix}", f"{shown_t:.{d}f}{suffix}"
+    return f"{v!r}{suffix}", f"{t!r}{suffix}"
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -67,6 +96,14 @@ class Verdict:
     seed_kind: str = "public"
     """``public`` (local self-check, reproducible by anyone) or ``secret`` (the server's held-out set)."""
     sandboxed: bool = True
+    static: dict[str, Any] = field(default_factory=dict)
+    """The static scan (:mod:`puzzles.verify.static`): literal bytes and their bound, the largest
+    literal's line, and ``description_bytes`` (reported as the ``compactness`` score)."""
+
+    @property
+    def compactness(self) -> int | None:
+        """Description length of the submission: compressed bytes of its canonical code."""
+        return self.static.get("description_bytes")
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only; the PNG travels base64-encoded."""
@@ -85,6 +122,8 @@ class Verdict:
                 "puzzle": self.puzzle,
                 "seed_kind": self.seed_kind,
                 "sandboxed": self.sandboxed,
+                "static": self.static,
+                "compactness": self.compactness,
             }
         )
 
@@ -109,4 +148,5 @@ class Verdict:
             puzzle=data.get("puzzle", ""),
             seed_kind=data.get("seed_kind", "public"),
             sandboxed=bool(data.get("sandboxed", True)),
+            static=data.get("static") or {},
         )
