@@ -34,23 +34,22 @@ def format_vs_threshold(
 ) -> tuple[str, str]:
     """``(value, threshold)`` as text that never reads as a pass when ``value < threshold``.
 
-    Shown rounded (1 decimal for percentages, 3 for ratios); a failing value is shown floored,
-    with more digits until it reads below the threshold (98.96% against 99% reads "98.96%", not
-    "99.0%"). A passing value rounds like any number and never reads below its threshold.
+    Shown rounded (1 decimal for percentages, 3 for ratios unless ``digits``); a failing value
+    gets more digits until it reads below the threshold (98.96% against 99% reads "98.96% (needs
+    99.00%)", not "99.0% (needs 99.0%)"), floored as a last resort. Rounding is monotone, so a
+    passing value never reads below its threshold.
     """
     scale, suffix = (100.0, "%") if percent else (1.0, "")
     base = digits if digits is not None else (1 if percent else 3)
     if value is None or not math.isfinite(value):
         return "n/a", f"{threshold * scale:.{base}f}{suffix}"
     v, t = value * scale, threshold * scale
-    for d in range(base, base + 8):
-        shown_t = round(t, d)
-        if v >= t:
-            return f"{v:.{d}f}{suffix}", f"{shown_t:.{d}f}{suffix}"
-        shown_v = _floor(v, d)
-        if shown_v < shown_t:
-            return f"{shown_v:.{d}f}{suffix}", f"{shown_t:.{d}f}{suffix}"
-    return f"{v!r}{suffix}", f"{t!r}{suffix}"
+    for d in range(base, base + 6):
+        shown_v, shown_t = f"{v:.{d}f}", f"{t:.{d}f}"
+        if v >= t or float(shown_v) < float(shown_t):
+            return shown_v + suffix, shown_t + suffix
+    d = base + 6  # a hair below: floored, so it still reads as below
+    return f"{_floor(v, d):.{d}f}{suffix}", f"{t:.{d}f}{suffix}"
 
 
 @dataclass
