@@ -175,14 +175,15 @@ def circuit_check(
     circuit_agrees = (circuit_logits.argmax(-1) == targets).all(-1)
     agreement = circuit_agrees.float().mean().item()
 
-    def necessity_of(mask: Mask) -> float | None:
-        f_without = _faithfulness(score(mask)[0], m_full, m_empty)
-        return None if faithfulness is None or f_without is None else faithfulness - f_without
-
     necessity: dict[str, float | None] = {}
+    without_logits: dict[Component, torch.Tensor] = {}  # one pass per entry, reused for its unit
     for i, comp in enumerate(circuit):
         rest = [c for j, c in enumerate(circuit) if j != i]
-        necessity[comp.name] = necessity_of(engine.mask_for(rest))
+        m_without, without_logits[comp] = score(engine.mask_for(rest))
+        f_without = _faithfulness(m_without, m_full, m_empty)
+        necessity[comp.name] = (
+            None if faithfulness is None or f_without is None else faithfulness - f_without
+        )
 
     # Units: a unit in the last layer away from every answer position cannot reach the logits
     # (its necessity is 0 by construction, no pass needed); the others are ablated one by one.
@@ -194,10 +195,10 @@ def circuit_check(
     p_usable = p_denominator.abs() > 1e-6
     p_circuit = metric_per_position(circuit_logits, targets, metric).mean(0)
 
-    def unit_necessity_of(mask: Mask) -> float | None:
+    def unit_necessity_of(logits: torch.Tensor) -> float | None:
         if not bool(p_usable.any()):
             return None
-        p_without = metric_per_position(engine.logits(mask), targets, metric).mean(0)
+        p_without = metric_per_position(logits, targets, metric).mean(0)
         lost = (p_circuit - p_without)[p_usable] / p_denominator[p_usable]
         return float(lost.max())
 
@@ -210,8 +211,11 @@ def circuit_check(
         for unit in units(comp, engine.seq):
             if unit.layer == last and unit.position not in answers:
                 unit_necessity[unit.name] = 0.0
+            elif comp.position is not None:
+                unit_necessity[unit.name] = unit_necessity_of(without_logits[comp])
             else:
-                unit_necessity[unit.name] = unit_necessity_of(_without(circuit_mask, unit))
+                logits = engine.logits(_without(circuit_mask, unit))
+                unit_necessity[unit.name] = unit_necessity_of(logits)
     matter = [v is not None and v > nec_threshold for v in unit_necessity.values()]
     n_matter = sum(matter)
     minimality = n_matter / len(matter) if matter else 0.0

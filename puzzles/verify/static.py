@@ -14,8 +14,8 @@ submission with :mod:`ast` only (it never executes it) and
   ``bytes([...])`` alike. More than the puzzle's ``max_literal_bytes`` (default 2048) is refused;
 * **measures the description length** (``compactness``): the LZMA-compressed size of the canonical
   code. Identifiers and code structure could also carry data, so more than ``max_description_bytes``
-  (default 16384: a shipped weight file compresses to at least 14 KB, a reference solution to under
-  1 KB) is refused as well.
+  (default 8192: a shipped weight file compresses to at least 16 KB, a reference solution to under
+  400 bytes) is refused as well.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from puzzles.verify.submission import SubmissionError
 
 DEFAULT_MAX_LITERAL_BYTES = 2048
-DEFAULT_MAX_DESCRIPTION_BYTES = 16384
+DEFAULT_MAX_DESCRIPTION_BYTES = 8192
 # a 1 MB dictionary covers the largest upload; preset 9's 64 MB would only cost set-up time
 _LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20}]
 

@@ -62,6 +62,7 @@ def _n_units(circuit, seq_len: int) -> int:
 def test_reference_circuit_passes(setup) -> None:
     puzzle, engine, reference, shape = setup
     result = circuit_check(engine, reference, config=puzzle.verify)
+    print(f"{puzzle.slug} reference: {result.message}")  # the measured figures, with -s
     assert result.passed, result.message
     pe = result.details["per_example_faithfulness"]
     assert 0 < pe["n_faithful"] <= pe["n_defined"] <= pe["n_examples"] == 400
@@ -90,24 +91,26 @@ def test_random_circuits_of_the_reference_size_fail(setup) -> None:
     m_full = metric_per_example(engine.clean_logits, targets, metric).mean()
     m_empty = metric_per_example(engine.logits(engine.mask_for([])), targets, metric).mean()
     rng = random.Random(0)
-    passes = 0
+    scores = []
     for _ in range(100):
         circuit = rng.sample(population, size)
         m = metric_per_example(engine.logits(engine.mask_for(circuit)), targets, metric).mean()
-        faithfulness = float((m - m_empty) / (m_full - m_empty))
-        passes += faithfulness >= puzzle.verify["faithfulness_threshold"]
+        scores.append(float((m - m_empty) / (m_full - m_empty)))
+    passes = sum(f >= puzzle.verify["faithfulness_threshold"] for f in scores)
+    print(f"{puzzle.slug} random {size}-unit circuits: max faithfulness {max(scores):.3f}")
     assert passes <= 1  # the measured rate is 0 in 200 draws per puzzle (README)
 
 
 def test_every_component_fails_minimality(setup) -> None:
     puzzle, engine, reference, shape = setup
+    if puzzle.slug in WHOLE_MODEL:
+        pytest.skip(f"{puzzle.slug}: every component IS the reference here")
     everything = all_components(
         n_layers=shape["n_layers"], n_heads=shape["n_heads"], attn_only=shape["attn_only"]
     )
     result = circuit_check(engine, everything, config=puzzle.verify)
+    print(f"{puzzle.slug} every component: {result.message}")
     assert result.details["faithfulness"] == pytest.approx(1.0)
-    if puzzle.slug in WHOLE_MODEL:
-        pytest.skip(f"{puzzle.slug}: every component IS the reference here")
     assert not result.details["minimality_passed"], result.message
     assert not result.passed
 
