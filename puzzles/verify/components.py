@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 _PATTERN = re.compile(
     r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP))"
-    r"(?:@(?P<pos>END|ANSWERS|-?\d+(?:,-?\d+)*))?$"
+    r"(?:@(?P<pos>ANSWERS|(?:END|-?\d+)(?:,(?:END|-?\d+))*))?$"
 )
 
 
@@ -81,14 +81,12 @@ def parse_entry(
     spec = match["pos"]
     if spec is None:
         return [Component(layer, head, None)]
-    if spec == "END":
-        raw = [seq_len - 1]
-    elif spec == "ANSWERS":
+    if spec == "ANSWERS":
         raw = list(answer_positions)
         if not raw:
             raise ComponentError(f"{text!r}: this puzzle names no answer positions")
     else:
-        raw = [int(p) for p in spec.split(",")]
+        raw = [seq_len - 1 if p == "END" else int(p) for p in spec.split(",")]
     positions: dict[int, None] = {}
     for pos in raw:
         if not -seq_len <= pos < seq_len:

@@ -118,7 +118,7 @@ def test_every_component_fails_minimality(setup) -> None:
 def test_position_syntax() -> None:
     shape = dict(n_layers=2, n_heads=2, attn_only=True, seq_len=10)
     parsed = parse_circuit(
-        ["L1H0@END", "l0h1 @ 2,3,-1", "L0H0@ANSWERS", "L1H1", "L1H1@4"],
+        ["L1H0@END", "l0h1 @ 2,3,-1,END", "L0H0@ANSWERS", "L1H1", "L1H1@4"],
         answer_positions=[7, 8],
         **shape,
     )
