@@ -130,3 +130,18 @@ def test_default_limit_and_canonical_code_parses() -> None:
     assert report.max_literal_bytes == DEFAULT_MAX_LITERAL_BYTES == 2048
     ast.parse(report.canonical_source)
     assert report.largest_literal_line == 1
+
+
+def test_verify_refuses_the_weight_copy_before_any_sandbox(monkeypatch) -> None:
+    """End to end: an input error naming the limit, and no sandbox was ever started."""
+    from puzzles.verify import engine, verify_submission
+
+    def no_sandbox(*args, **kwargs):
+        raise AssertionError("a sandbox was started for a refused submission")
+
+    monkeypatch.setattr(engine, "Sandbox", no_sandbox)
+    puzzle = next(p for p in PUZZLES if p.slug == "cumsum_sign")
+    verdict = verify_submission(weight_copy_source(puzzle).encode(), "copy.py", puzzle)
+    assert not verdict.passed
+    assert verdict.error_kind == "input"
+    assert "(max_literal_bytes)" in verdict.error
