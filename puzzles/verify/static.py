@@ -95,8 +95,8 @@ class _StripDocstrings(ast.NodeTransformer):
             body = getattr(node, name, None)
             if isinstance(body, list) and body and all(isinstance(s, ast.stmt) for s in body):
                 kept = [s for s in body if not _is_docstring(s)]
-                if not kept and name == "body" and not isinstance(node, ast.Module):
-                    kept = [ast.Pass()]
+                if not kept and not isinstance(node, ast.Module):
+                    kept = [ast.Pass()]  # a block may not be empty (``finally:`` included)
                 setattr(node, name, kept)
         return node
 

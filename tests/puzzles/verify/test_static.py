@@ -95,6 +95,7 @@ def test_docstrings_and_comments_are_free_because_they_never_run() -> None:
         "    return tokens[:, :1] * 0\n\n"
         "def empty():\n"
         f'    """{payload}"""\n'
+        "try:\n    pass\nfinally:\n    'only a string'\n"
     )
     report = scan_source(source)
     assert report.literal_bytes == 1 + 1 + 0  # the two 1s and the 0: nothing else
