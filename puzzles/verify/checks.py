@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.components import Component
-from puzzles.verify.verdict import CheckResult
+from puzzles.verify.ablation import AblationEngine, Mask
+from puzzles.verify.components import Component, units
+from puzzles.verify.verdict import CheckResult, format_vs_threshold
 
 METRICS = ("logit_diff", "accuracy", "loss")
 DEFAULT_NECESSITY_THRESHOLD = 0.02
@@ -69,15 +69,18 @@ def replication_check(
     # No mistake found on this seed: nothing to match, the mistakes part cannot fail.
     mistakes_ok = on_mistakes is None or on_mistakes >= mistakes_threshold
     hard_ok = hard is None or hard >= hard_threshold
-    why = f"agreement with the model {_pct(overall)} (needs {_pct(threshold)})"
+    shown, shown_threshold = format_vs_threshold(overall, threshold, percent=True)
+    why = f"agreement with the model {shown} (needs {shown_threshold})"
     if on_mistakes is not None:
-        why += f"; on the model's {n_mistakes} mistakes {_pct(on_mistakes)}"
+        shown, shown_threshold = format_vs_threshold(on_mistakes, mistakes_threshold, percent=True)
+        why += f"; on the model's {n_mistakes} mistakes {shown}"
         if mistakes_threshold > 0:
-            why += f" (needs {_pct(mistakes_threshold)})"
+            why += f" (needs {shown_threshold})"
     if hard is not None:
-        why += f"; on the hard set ({n_hard} inputs mined from the model) {_pct(hard)}"
+        shown, shown_threshold = format_vs_threshold(hard, hard_threshold, percent=True)
+        why += f"; on the hard set ({n_hard} inputs mined from the model) {shown}"
         if hard_threshold > 0:
-            why += f" (needs {_pct(hard_threshold)})"
+            why += f" (needs {shown_threshold})"
     return CheckResult(
         name="replication",
         passed=overall_ok and mistakes_ok and hard_ok,
@@ -108,25 +111,30 @@ def replication_check(
     )
 
 
-def metric_per_example(logits: torch.Tensor, targets: torch.Tensor, metric: str) -> torch.Tensor:
-    """``[batch]`` scores of answer logits ``[batch, k, classes]`` against target ids ``[batch, k]``.
+def metric_per_position(logits: torch.Tensor, targets: torch.Tensor, metric: str) -> torch.Tensor:
+    """``[batch, k]`` scores of answer logits ``[batch, k, classes]`` against target ids ``[batch, k]``.
 
     logit_diff: target logit minus the mean of the other logits (linear, as in MIB);
-    accuracy: share of answer positions where the target is the argmax; loss: cross-entropy.
+    accuracy: 1 where the target is the argmax; loss: cross-entropy.
     """
     if metric == "accuracy":
-        return (logits.argmax(-1) == targets).float().mean(-1)
+        return (logits.argmax(-1) == targets).float()
     if metric == "loss":
         flat = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), reduction="none"
         )
-        return flat.view(targets.shape).mean(-1)
+        return flat.view(targets.shape)
     if metric == "logit_diff":
         target = logits.gather(-1, targets[..., None]).squeeze(-1)
         n_classes = logits.shape[-1]
         others = (logits.sum(-1) - target) / max(1, n_classes - 1)
-        return (target - others).float().mean(-1)
+        return (target - others).float()
     raise ValueError(f"unknown metric {metric!r}; one of {METRICS}")
+
+
+def metric_per_example(logits: torch.Tensor, targets: torch.Tensor, metric: str) -> torch.Tensor:
+    """``[batch]``: :func:`metric_per_position` averaged over the answer positions."""
+    return metric_per_position(logits, targets, metric).mean(-1)
 
 
 def _faithfulness(m_c: torch.Tensor, m_full: torch.Tensor, m_empty: torch.Tensor) -> float | None:
@@ -134,6 +142,15 @@ def _faithfulness(m_c: torch.Tensor, m_full: torch.Tensor, m_empty: torch.Tensor
     if abs(denominator) < 1e-9:
         return None
     return (m_c.mean() - m_empty.mean()).item() / denominator
+
+
+def _without(mask: Mask, unit: Component) -> Mask:
+    heads, mlps = mask.heads.clone(), mask.mlps.clone()
+    if unit.is_mlp:
+        mlps[unit.layer, unit.position] = False
+    else:
+        heads[unit.layer, unit.position, unit.head] = False
+    return Mask(heads=heads, mlps=mlps)
 
 
 def circuit_check(
@@ -144,23 +161,29 @@ def circuit_check(
 ) -> CheckResult:
     """Faithfulness of CIRCUIT with everything else ablated, necessity of each entry, minimality.
 
-    faithfulness f(C) = (m(C) - m(empty)) / (m(full) - m(empty)); necessity of c = f(C) - f(C - c);
-    minimality = share of entries whose necessity exceeds ``necessity_threshold``. Per-example
-    faithfulness is reported too (mean effects can hide cancelling per-example effects).
+    faithfulness f(C) = (m(C) - m(empty)) / (m(full) - m(empty)) (MIB); necessity of c =
+    f(C) - f(C - c). Minimality is counted in *units* (a component at one position): the share of
+    the circuit's units whose necessity exceeds ``necessity_threshold``, so a circuit padded with
+    units the model does not use fails. Per-example faithfulness is reported too, with counts
+    (mean effects can hide cancelling per-example effects, causal scrubbing's warning), and
+    ``faithful_share_threshold`` (optional) requires that share of examples to be faithful.
     """
     metric = str(config.get("metric", "logit_diff"))
     f_threshold = float(config.get("faithfulness_threshold", 0.8))
     min_threshold = float(config.get("minimality_threshold", 0.5))
     nec_threshold = float(config.get("necessity_threshold", DEFAULT_NECESSITY_THRESHOLD))
+    share_threshold = config.get("faithful_share_threshold")
     targets = engine.clean_logits.argmax(-1)
 
-    def score(components: Sequence[Component]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = engine.logits(engine.mask_for(components))
+    def score(mask: Mask) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = engine.logits(mask)
         return metric_per_example(logits, targets, metric), logits
 
     m_full = metric_per_example(engine.clean_logits, targets, metric)
-    m_empty, _ = score([])
-    m_circuit, circuit_logits = score(circuit)
+    empty_logits = engine.logits(engine.mask_for([]))
+    m_empty = metric_per_example(empty_logits, targets, metric)
+    circuit_mask = engine.mask_for(circuit)
+    m_circuit, circuit_logits = score(circuit_mask)
     faithfulness = _faithfulness(m_circuit, m_full, m_empty)
 
     denominator = m_full - m_empty
@@ -168,37 +191,82 @@ def circuit_check(
     per_example = torch.full_like(m_full, float("nan"))
     per_example[usable] = (m_circuit - m_empty)[usable] / denominator[usable]
     valid = per_example[usable]
+    n_faithful = int((valid >= f_threshold).sum()) if valid.numel() else 0
     if valid.numel():
         quantiles = torch.quantile(valid.float().cpu(), torch.tensor([0.1, 0.5, 0.9])).tolist()
-        share_ok = (valid >= f_threshold).float().mean().item()
+        share_ok = n_faithful / valid.numel()
     else:
         quantiles, share_ok = [None, None, None], None
-    agreement = (circuit_logits.argmax(-1) == targets).all(-1).float().mean().item()
+    circuit_agrees = (circuit_logits.argmax(-1) == targets).all(-1)
+    agreement = circuit_agrees.float().mean().item()
 
     necessity: dict[str, float | None] = {}
+    without_logits: dict[Component, torch.Tensor] = {}  # one pass per entry, reused for its unit
     for i, comp in enumerate(circuit):
-        m_without, _ = score([c for j, c in enumerate(circuit) if j != i])
+        rest = [c for j, c in enumerate(circuit) if j != i]
+        m_without, without_logits[comp] = score(engine.mask_for(rest))
         f_without = _faithfulness(m_without, m_full, m_empty)
         necessity[comp.name] = (
             None if faithfulness is None or f_without is None else faithfulness - f_without
         )
-    needed = [v is not None and v > nec_threshold for v in necessity.values()]
-    minimality = sum(needed) / len(needed) if needed else 0.0
+
+    # Units: a unit in the last layer away from every answer position cannot reach the logits
+    # (its necessity is 0 by construction, no pass needed); the others are ablated one by one.
+    # A unit's necessity is its largest faithfulness loss at any one answer position: a head that
+    # computes the answer at position 7 only matters to 1/k of the mean over k positions.
+    p_full = metric_per_position(engine.clean_logits, targets, metric).mean(0)
+    p_empty = metric_per_position(empty_logits, targets, metric).mean(0)
+    p_denominator = p_full - p_empty
+    p_usable = p_denominator.abs() > 1e-6
+    p_circuit = metric_per_position(circuit_logits, targets, metric).mean(0)
+
+    def unit_necessity_of(logits: torch.Tensor) -> float | None:
+        if not bool(p_usable.any()):
+            return None
+        p_without = metric_per_position(logits, targets, metric).mean(0)
+        lost = (p_circuit - p_without)[p_usable] / p_denominator[p_usable]
+        return float(lost.max())
+
+    last = engine.n_layers - 1
+    answers = set(engine.answer_positions.tolist())
+    unit_necessity: dict[str, float | None] = {}
+    for comp in circuit:
+        if comp.is_mlp and engine.attn_only:
+            continue
+        for unit in units(comp, engine.seq):
+            if unit.layer == last and unit.position not in answers:
+                unit_necessity[unit.name] = 0.0
+            elif comp.position is not None:
+                unit_necessity[unit.name] = unit_necessity_of(without_logits[comp])
+            else:
+                logits = engine.logits(_without(circuit_mask, unit))
+                unit_necessity[unit.name] = unit_necessity_of(logits)
+    matter = [v is not None and v > nec_threshold for v in unit_necessity.values()]
+    n_matter = sum(matter)
+    minimality = n_matter / len(matter) if matter else 0.0
 
     f_ok = faithfulness is not None and faithfulness >= f_threshold
     m_ok = minimality >= min_threshold
-    parts = [f"faithfulness {_fmt(faithfulness)} (needs {f_threshold:.2f})"]
+    s_ok = share_threshold is None or (share_ok is not None and share_ok >= float(share_threshold))
+    shown_f, shown_ft = format_vs_threshold(faithfulness, f_threshold, digits=2)
+    shown_m, shown_mt = format_vs_threshold(minimality, min_threshold, percent=True, digits=0)
+    parts = [f"faithfulness {shown_f} (needs {shown_ft})"]
     parts.append(
-        f"minimality {_pct(minimality)}: {sum(needed)} of {len(needed)} components matter "
-        f"(needs {_pct(min_threshold)})"
+        f"minimality {shown_m}: {n_matter} of {len(matter)} units (component at a position) "
+        f"matter (needs {shown_mt})"
     )
+    if share_threshold is not None:
+        shown_s, shown_st = format_vs_threshold(share_ok, float(share_threshold), percent=True)
+        parts.append(
+            f"{n_faithful} of {valid.numel()} examples faithful: {shown_s} (needs {shown_st})"
+        )
     if faithfulness is None:
         parts.insert(
             0, "ablating the whole model does not change the metric, so faithfulness is undefined"
         )
     return CheckResult(
         name="circuit",
-        passed=f_ok and m_ok,
+        passed=f_ok and m_ok and s_ok,
         score=faithfulness,
         threshold=f_threshold,
         message="; ".join(parts),
@@ -211,19 +279,26 @@ def circuit_check(
             "minimality": minimality,
             "minimality_threshold": min_threshold,
             "minimality_passed": m_ok,
+            "n_units": len(matter),
+            "n_units_that_matter": n_matter,
             "necessity": necessity,
+            "unit_necessity": unit_necessity if len(unit_necessity) <= 400 else None,
             "necessity_threshold": nec_threshold,
             "metric_full": m_full.mean().item(),
             "metric_empty": m_empty.mean().item(),
             "metric_circuit": m_circuit.mean().item(),
             "circuit_agrees_with_model": agreement,
+            "n_examples_circuit_agrees": int(circuit_agrees.sum()),
             "per_example_faithfulness": {
                 "p10": quantiles[0],
                 "median": quantiles[1],
                 "p90": quantiles[2],
                 "share_at_threshold": share_ok,
+                "n_faithful": n_faithful,
                 "n_defined": int(valid.numel()),
                 "n_examples": int(m_full.numel()),
+                "share_threshold": share_threshold,
+                "share_passed": s_ok,
             },
             "n_examples": int(m_full.numel()),
         },

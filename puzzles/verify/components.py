@@ -1,14 +1,22 @@
 """Submission component names (``L1H0``, ``L0MLP``, ``L1H0@-1``) <-> TransformerLens hook names.
 
 The one place that knows the naming: the engine and the naive baseline both go through it.
+A name without ``@`` is the component at every position; ``@`` restricts it to query positions:
+``@5``, ``@-1`` (from the end), ``@END`` (the last position), ``@3,5,7`` (several) or ``@ANSWERS``
+(the puzzle's answer positions). A component at one position is a *unit*, the grain at which
+circuits are sized, sampled for the random-circuit null and scored for minimality.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-_PATTERN = re.compile(r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP))(?:@(?P<pos>-?\d+))?$")
+_PATTERN = re.compile(
+    r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP))"
+    r"(?:@(?P<pos>ANSWERS|(?:END|-?\d+)(?:,(?:END|-?\d+))*))?$"
+)
 
 
 class ComponentError(ValueError):
@@ -41,16 +49,23 @@ class Component:
         return self.name
 
 
-def parse_component(
-    text: str, *, n_layers: int, n_heads: int, attn_only: bool, seq_len: int
-) -> Component:
-    """Parse one CIRCUIT entry; negative positions count from the end, like Python indices."""
+def parse_entry(
+    text: str,
+    *,
+    n_layers: int,
+    n_heads: int,
+    attn_only: bool,
+    seq_len: int,
+    answer_positions: Sequence[int] = (),
+) -> list[Component]:
+    """One CIRCUIT entry as components: one per listed position (or one for every position)."""
     cleaned = text.strip().upper().replace(" ", "")
     match = _PATTERN.match(cleaned)
     if not match:
         raise ComponentError(
             f"{text!r} is not a component name; use L{{layer}}H{{head}} or L{{layer}}MLP, "
-            "optionally with @position (e.g. 'L1H0', 'L0MLP', 'L1H0@-1')"
+            "optionally with @positions (e.g. 'L1H0', 'L0MLP', 'L1H0@-1', 'L1H0@END', "
+            "'L0MLP@3,4', 'L1H1@ANSWERS')"
         )
     layer = int(match["layer"])
     if layer >= n_layers:
@@ -63,15 +78,35 @@ def parse_component(
         head = int(match["head"])
         if head >= n_heads:
             raise ComponentError(f"{text!r}: each layer has heads 0..{n_heads - 1}")
-    position = None
-    if match["pos"] is not None:
-        pos = int(match["pos"])
+    spec = match["pos"]
+    if spec is None:
+        return [Component(layer, head, None)]
+    if spec == "ANSWERS":
+        raw = list(answer_positions)
+        if not raw:
+            raise ComponentError(f"{text!r}: this puzzle names no answer positions")
+    else:
+        raw = [seq_len - 1 if p == "END" else int(p) for p in spec.split(",")]
+    positions: dict[int, None] = {}
+    for pos in raw:
         if not -seq_len <= pos < seq_len:
             raise ComponentError(
                 f"{text!r}: positions run from 0 to {seq_len - 1} (or -{seq_len}..-1)"
             )
-        position = pos % seq_len
-    return Component(layer, head, position)
+        positions.setdefault(pos % seq_len, None)
+    return [Component(layer, head, pos) for pos in positions]
+
+
+def parse_component(
+    text: str, *, n_layers: int, n_heads: int, attn_only: bool, seq_len: int
+) -> Component:
+    """Parse one single-position (or all-position) entry; negative positions count from the end."""
+    parts = parse_entry(
+        text, n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, seq_len=seq_len
+    )
+    if len(parts) != 1:
+        raise ComponentError(f"{text!r} names several positions; expected one")
+    return parts[0]
 
 
 def all_components(*, n_layers: int, n_heads: int, attn_only: bool) -> list[Component]:
@@ -84,14 +119,41 @@ def all_components(*, n_layers: int, n_heads: int, attn_only: bool) -> list[Comp
     return out
 
 
+def units(component: Component, seq_len: int) -> list[Component]:
+    """The component at each of its positions (every position when it has none)."""
+    if component.position is not None:
+        return [component]
+    return [Component(component.layer, component.head, pos) for pos in range(seq_len)]
+
+
+def all_units(*, n_layers: int, n_heads: int, attn_only: bool, seq_len: int) -> list[Component]:
+    """Every head and MLP at every position: the population random circuits are drawn from."""
+    components = all_components(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only)
+    return [unit for comp in components for unit in units(comp, seq_len)]
+
+
 def parse_circuit(
-    entries: list[str], *, n_layers: int, n_heads: int, attn_only: bool, seq_len: int
+    entries: list[str],
+    *,
+    n_layers: int,
+    n_heads: int,
+    attn_only: bool,
+    seq_len: int,
+    answer_positions: Sequence[int] = (),
 ) -> list[Component]:
-    """Parse and de-duplicate a CIRCUIT list (order kept); raises ComponentError on the first bad one."""
+    """Parse and de-duplicate a CIRCUIT list (order kept); raises ComponentError on the first bad one.
+
+    A unit also covered by a whole-component entry is dropped (it adds nothing)."""
     seen: dict[Component, None] = {}
     for entry in entries:
-        comp = parse_component(
-            entry, n_layers=n_layers, n_heads=n_heads, attn_only=attn_only, seq_len=seq_len
-        )
-        seen.setdefault(comp, None)
-    return list(seen)
+        for comp in parse_entry(
+            entry,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            attn_only=attn_only,
+            seq_len=seq_len,
+            answer_positions=answer_positions,
+        ):
+            seen.setdefault(comp, None)
+    whole = {(c.layer, c.head) for c in seen if c.position is None}
+    return [c for c in seen if c.position is None or (c.layer, c.head) not in whole]

@@ -27,6 +27,7 @@ from puzzles.verify.sandbox import (
     SandboxLimits,
     SandboxPool,
 )
+from puzzles.verify.static import limits_from_config, scan_source
 from puzzles.verify.submission import SubmissionError, load_submission
 from puzzles.verify.verdict import CheckResult, Verdict
 
@@ -120,6 +121,8 @@ def verify_submission(
         verdict.scores = {
             name: check.score for name, check in verdict.checks.items() if check.score is not None
         }
+        if verdict.static:
+            verdict.scores["compactness"] = verdict.static["description_bytes"]
         for check in verdict.checks.values():
             for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
                 if check.details.get(key) is not None:
@@ -141,9 +144,13 @@ def verify_submission(
 
     try:
         submission = load_submission(source, filename)
+        # Parsed, never run: embedded data is refused before a sandbox starts, and the sandbox
+        # runs the canonical code (no comments or docstrings to carry data in).
+        static = scan_source(submission.source, **limits_from_config(config))
     except SubmissionError as exc:
         verdict.error, verdict.error_kind = str(exc), "input"
         return finish()
+    verdict.static = static.to_json()
 
     checks = list(config.get("checks", ["replication", "circuit"]))
     declared = causal_section.declaration(submission.source)  # format v2, read without running it
@@ -189,7 +196,7 @@ def verify_submission(
         report("replication")
         try:
             outcome = box.run(
-                submission.source,
+                static.canonical_source,
                 tokens=tokens if submission.defines_predict else None,
                 k=k,
                 n_classes=n_classes,
@@ -282,6 +289,7 @@ def _circuit(
             n_heads=engine.n_heads,
             attn_only=engine.attn_only,
             seq_len=int(task.SEQ_LEN),
+            answer_positions=list(task.ANSWER_POSITIONS),
         )
     except ComponentError as exc:
         return CheckResult(name="circuit", passed=False, message=f"CIRCUIT: {exc}")

@@ -24,6 +24,14 @@ def render_report(verdict: Verdict, *, log_tail: str = "", notes: list[str] | No
         lines += ["", f"**The submission could not be verified:** {verdict.error}"]
     for check in verdict.checks.values():
         lines += ["", _check_section(check)]
+    static = verdict.static or {}
+    if static.get("description_bytes") is not None:
+        lines += [
+            "",
+            f"compactness: {static['description_bytes']:,} bytes compressed (description length "
+            f"of the code as run); literal data {static.get('literal_bytes', 0):,} of "
+            f"{static.get('max_literal_bytes', 0):,} bytes allowed",
+        ]
     if verdict.seed_kind == "public":
         lines += [
             "",
@@ -69,9 +77,11 @@ def _check_section(check: CheckResult) -> str:
             f"circuit {_num(d.get('metric_circuit'))}, all ablated {_num(d.get('metric_empty'))}"
         )
         rows.append(
-            f"per example: median {_num(pe.get('median'))}, 10th percentile {_num(pe.get('p10'))}, "
-            f"{_pct(pe.get('share_at_threshold'))} at the threshold; circuit's answer = model's on "
-            f"{_pct(d.get('circuit_agrees_with_model'))}"
+            f"per example: {pe.get('n_faithful', 'n/a')} of {pe.get('n_defined', 'n/a')} examples "
+            f"faithful ({_pct(pe.get('share_at_threshold'))}; median {_num(pe.get('median'))}, "
+            f"10th percentile {_num(pe.get('p10'))}); circuit's answer = model's on "
+            f"{d.get('n_examples_circuit_agrees', 'n/a')} of {d.get('n_examples')} "
+            f"({_pct(d.get('circuit_agrees_with_model'))})"
         )
         necessity = d.get("necessity") or {}
         if necessity:

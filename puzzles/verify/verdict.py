@@ -24,6 +24,34 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _floor(x: float, digits: int) -> float:
+    scale = 10**digits
+    return math.floor(x * scale + 1e-9) / scale  # 1e-9: 98.96 * 100 is 9895.999...
+
+
+def format_vs_threshold(
+    value: float | None, threshold: float, *, percent: bool = False, digits: int | None = None
+) -> tuple[str, str]:
+    """``(value, threshold)`` as text that never reads as a pass when ``value < threshold``.
+
+    Shown rounded (1 decimal for percentages, 3 for ratios unless ``digits``); a failing value
+    gets more digits until it reads below the threshold (98.96% against 99% reads "98.96% (needs
+    99.00%)", not "99.0% (needs 99.0%)"), floored as a last resort. Rounding is monotone, so a
+    passing value never reads below its threshold.
+    """
+    scale, suffix = (100.0, "%") if percent else (1.0, "")
+    base = digits if digits is not None else (1 if percent else 3)
+    if value is None or not math.isfinite(value):
+        return "n/a", f"{threshold * scale:.{base}f}{suffix}"
+    v, t = value * scale, threshold * scale
+    for d in range(base, base + 6):
+        shown_v, shown_t = f"{v:.{d}f}", f"{t:.{d}f}"
+        if v >= t or float(shown_v) < float(shown_t):
+            return shown_v + suffix, shown_t + suffix
+    d = base + 6  # a hair below: floored, so it still reads as below
+    return f"{_floor(v, d):.{d}f}{suffix}", f"{t:.{d}f}{suffix}"
+
+
 @dataclass
 class CheckResult:
     name: str
@@ -70,6 +98,15 @@ class Verdict:
     memory_peak_mb: float | None = None
     """The sandbox's peak memory, all its processes together (where a cgroup measured it)."""
 
+    static: dict[str, Any] = field(default_factory=dict)
+    """The static scan (:mod:`puzzles.verify.static`): literal bytes and their bound, the largest
+    literal's line, and ``description_bytes`` (reported as the ``compactness`` score)."""
+
+    @property
+    def compactness(self) -> int | None:
+        """Description length of the submission: compressed bytes of its canonical code."""
+        return self.static.get("description_bytes")
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON types only; the PNG travels base64-encoded."""
         return _clean(
@@ -88,6 +125,8 @@ class Verdict:
                 "seed_kind": self.seed_kind,
                 "sandboxed": self.sandboxed,
                 "memory_peak_mb": self.memory_peak_mb,
+                "static": self.static,
+                "compactness": self.compactness,
             }
         )
 
@@ -113,4 +152,5 @@ class Verdict:
             seed_kind=data.get("seed_kind", "public"),
             sandboxed=bool(data.get("sandboxed", True)),
             memory_peak_mb=data.get("memory_peak_mb"),
+            static=data.get("static") or {},
         )

@@ -2,7 +2,14 @@
 
 import torch
 
-CIRCUIT = ["L0H0", "L0H1", "L0H2", "L1H0", "L1H1", "L1H2"]
+CIRCUIT = [
+    "L0H0@7,8,9,10,11,12,13",
+    "L0H1@7,8,9,10,11,12",
+    "L0H2@6,7,8,9,10,11,13",
+    "L1H0@9,10,11,12",
+    "L1H1@10,11,12,13",
+    "L1H2@10,11,12,13",
+]
 
 
 def predict(tokens: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import torch
 
 # The model answers at END; L0H0/L0H1 copy each token's mirror image into the second half,
 # L1H1 aggregates the per-pair "match" signals at END.
-CIRCUIT = ["L0H0", "L0H1", "L1H1"]
+CIRCUIT = ["L0H0@1,11,12,13,14,15,16,17,18,19,20", "L0H1@14,END", "L1H0@END", "L1H1@END"]
 
 
 # The token whose mirror copy the layer-0 heads do not carry: the mirror comparison at a
