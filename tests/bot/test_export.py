@@ -76,7 +76,7 @@ def test_write_up_of_a_closed_round(database_url, catalog):
         in post
     )
     assert "- **ubob**" in post
-    assert "| # | Participant | Checks passed | score (public) | score (private) |" in post
+    assert "| # | Participant | Checks passed | quality (public) | quality (private) |" in post
     assert "| 1 | Alice \\| the \\*best\\* | 2/2 | 0.9 | 0.95 |" in post
     assert "| 2 | ubob | 2/2 | 0.8 | 0.7 |" in post
     assert "ucarol" not in post.split("## Leaderboard")[1].split("## Participation")[0]  # top 2
