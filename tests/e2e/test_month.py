@@ -16,12 +16,20 @@ with two workers.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from e2e_support import FINAL, bolt_http_app, e2e_env, running_workers, wait_for
+from e2e_support import (
+    FINAL,
+    MONTH_VERIFY,
+    bolt_http_app,
+    e2e_env,
+    running_workers,
+    wait_for,
+)
 from sqlalchemy import select
 
 from bot import schedule
@@ -47,6 +55,8 @@ def predict(tokens: torch.Tensor) -> torch.Tensor:
     body = tokens[:, 1:-1]
     return (body[:, 0] == body[:, -1]).long()
 '''
+
+TIME_LIMIT = json.loads(MONTH_VERIFY)["timeout_s"]  # the hostile file runs into it
 
 HOSTILE = b'''"""Hostile: looks for the bot's secrets, then never returns."""
 
@@ -226,7 +236,7 @@ def test_a_whole_month_through_slack(system, fake_slack, tmp_path) -> None:
         assert by_user[ALICE].status == "verified"
         assert by_user[BOB].status == "verified"
         assert by_user[MALLORY].status in ("rejected", "failed"), by_user[MALLORY].message
-        assert "did not finish within 20 s" in (by_user[MALLORY].message or "")
+        assert f"did not finish within {TIME_LIMIT} s" in (by_user[MALLORY].message or "")
         assert all(row.attempts == 1 for row in rows), [(r.id, r.attempts) for r in rows]
 
         def all_sent() -> bool:
@@ -257,7 +267,7 @@ def test_a_whole_month_through_slack(system, fake_slack, tmp_path) -> None:
         assert "did not pass" in _texts(bob_verdict)
         assert verdicts(MALLORY) == []
         (refusal,) = [c for c in in_thread(MALLORY) if "rejected" in _texts(c)]
-        assert "did not finish within 20 s" in _texts(refusal)
+        assert f"did not finish within {TIME_LIMIT} s" in _texts(refusal)
         plots = fake_slack.calls_to("files.completeUploadExternal")
         assert threads[ALICE] in [p.args.get("thread_ts") for p in plots]
         # Verdicts go to DMs only, never to a channel.
