@@ -49,7 +49,9 @@ def _reachable_interpreter() -> list[str]:
 
 
 def test_hostile_suite_passes_with_an_unprivileged_worker() -> None:
-    tmp_path = Path(tempfile.mkdtemp(prefix="cb-unprivileged-"))  # reachable for nobody
+    # Under /tmp itself, reachable for nobody (not under this session's basetemp, which is root's
+    # and where another test may have pointed ``tempfile.tempdir``).
+    tmp_path = Path(tempfile.mkdtemp(prefix="cb-unprivileged-", dir="/tmp"))
     os.chmod(tmp_path, 0o777)
     try:
         _run_as_nobody(tmp_path)
