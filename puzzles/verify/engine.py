@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+# At import, not inside verify_submission: several threads verifying at once (a pool, the hostile
+# suite) would otherwise import it concurrently and one could see a half-initialised module.
+from puzzles.models import load_model, load_task, model_predictions
 from puzzles.verify import causal_section
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, replication_check
@@ -51,7 +54,6 @@ _MODELS: dict[tuple[str, str, str], Any] = {}
 
 def _model(puzzle: Puzzle, device: str):
     """The puzzle model, loaded once per (weights file, checksum, device) in this process."""
-    from puzzles.models import load_model
 
     key = (str(puzzle.weights_path), puzzle.weights_sha256, device)
     model = _MODELS.get(key)
@@ -64,7 +66,6 @@ def _model(puzzle: Puzzle, device: str):
 
 def hard_set(puzzle: Puzzle, task: Any, model: Any, *, seed: int, device: str = "cpu") -> HardSet:
     """The puzzle's hard set for ``seed``, mined from ``model`` (cached per model and seed)."""
-    from puzzles.models import model_predictions
 
     config = puzzle.verify
     return cached_hard_set(
@@ -161,8 +162,6 @@ def verify_submission(
     use_pool = pool is not None and pool.use_bwrap == sandbox
     box = pool.acquire() if use_pool else Sandbox(limits, use_bwrap=sandbox)
     try:
-        from puzzles.models import load_task
-
         task = load_task(puzzle)
         model = _model(puzzle, device)
         n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
