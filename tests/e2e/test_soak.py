@@ -134,7 +134,7 @@ def soak_settings(tmp_path, monkeypatch, fake_slack):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(2400)
 def test_soak_kill_9_the_bot_and_the_worker_nothing_lost_nothing_twice(
     soak_settings, fake_slack, tmp_path
 ) -> None:
@@ -238,7 +238,7 @@ def test_soak_kill_9_the_bot_and_the_worker_nothing_lost_nothing_twice(
                 )
             return waiting == 0
 
-        wait_for(drained, timeout=1200, what="every submission final and every post sent", every=1)
+        wait_for(drained, timeout=1800, what="every submission final and every post sent", every=1)
         elapsed = time.monotonic() - started
     except BaseException:
         for path in sorted(logs.iterdir()):
