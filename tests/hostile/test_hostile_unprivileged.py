@@ -67,7 +67,10 @@ def _run_as_nobody(tmp_path: Path) -> None:
     argv += ["--inh-caps=-all", "--bounding-set=-all", "--"]
     argv += [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     argv += ["tests/hostile/test_hostile_submissions.py", "--basetemp", str(tmp_path / "t")]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    # Not this session's pytest settings, nor torch's cache dirs: torch writes its default
+    # (under the temp dir of the moment, root's basetemp in a full run) into os.environ.
+    leaked = ("PYTEST_", "TORCHINDUCTOR_", "TRITON_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(leaked)}
     run = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
