@@ -472,7 +472,6 @@ def check_sandbox(settings: Settings) -> str | None:
 
 def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
     from bot.services import admins
-    from bot.views.announcements import build_admin_notice
     from storage.models import utcnow
 
     host = socket.gethostname()
@@ -481,19 +480,8 @@ def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
         f"being verified there: {problem}. See the README's sandbox section."
     )
     with session_scope(_session_factory(settings)) as session:
-        if settings.admin_channel:
-            recipients = [settings.admin_channel]
-        else:
-            recipients = admins.list_admins(session=session, configured=settings.admins)
-        from bot import outbox
-
-        for recipient in recipients:
-            outbox.enqueue(
-                session=session,
-                key=f"notice:sandbox:{host}:{utcnow():%Y-%m-%d}:{recipient}",
-                method="chat_postMessage",
-                payload={"channel": recipient, **build_admin_notice(text)},
-            )
+        key = f"notice:sandbox:{host}:{utcnow():%Y-%m-%d}"
+        admins.notify(session=session, settings=settings, key=key, text=text)
 
 
 def run_worker(

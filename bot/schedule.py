@@ -110,20 +110,8 @@ def _notify_admins(
     *, session: Session, settings: Settings, key: str, text_: str, now: datetime
 ) -> None:
     """Queue a notice to the admin channel, or to each admin's DM when none is configured."""
-    from bot.views.announcements import build_admin_notice
-
     log.warning("scheduler notice: %s", text_)
-    if settings.admin_channel:
-        recipients = [settings.admin_channel]
-    else:
-        recipients = admins.list_admins(session=session, configured=settings.admins)
-    for recipient in recipients:
-        outbox.enqueue(
-            session=session,
-            key=f"{key}:{recipient}",
-            method="chat_postMessage",
-            payload={"channel": recipient, **build_admin_notice(text_)},
-        )
+    admins.notify(session=session, settings=settings, key=key, text=text_)
 
 
 def _act(
