@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -29,7 +30,7 @@ from celery.signals import worker_process_init
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.queue import CPU_QUEUE, GPU_QUEUE, VERIFY_TASK, get_app, reset_after_fork, worker_argv
-from bot.services import submissions
+from bot.services import submissions, timings
 from bot.settings import Settings, get_settings
 from storage.db import session_factory, session_scope
 from storage.models import Submission
@@ -43,6 +44,9 @@ _factories: dict[str, sessionmaker[Session]] = {}
 _puzzles: dict[str, Puzzle] = {}
 _pools: dict[Any, Any] = {}
 _device: str | None = None
+
+TIMING_ONLY_STAGES = frozenset({"sandbox ready"})
+"""Engine stages recorded in the timings but not shown to the user (no status edit)."""
 
 
 def _session_factory(settings: Settings) -> sessionmaker[Session]:
@@ -293,6 +297,7 @@ def run_verification(
     *,
     settings: Settings | None = None,
     owner: str | None = None,
+    enqueued_at: datetime | None = None,
 ) -> str:
     """Verify one submission if its row says it is ours to run; returns what happened."""
     settings = settings or get_settings()
@@ -302,6 +307,17 @@ def run_verification(
         attempt = submissions.claim(
             session=session, submission_id=submission_id, owner=owner, settings=settings
         )
+        if attempt is not None:
+            if enqueued_at is not None:
+                timings.mark(
+                    session=session,
+                    submission_id=submission_id,
+                    stage=timings.ENQUEUED,
+                    attempt=attempt,
+                    at=enqueued_at,
+                )
+            # The user sees "running" with the claim, not one transaction later.
+            _notify_within(session, submission_id)
     if attempt is None:
         log.info("submission %s is not claimable (done, running elsewhere, or gone)", submission_id)
         return "skipped"
@@ -313,7 +329,6 @@ def run_verification(
         attempt=attempt,
     )
     keeper.start()  # before anything slow: the lease must never lapse while we hold the job
-    _notify(factory, submission_id)
 
     def fail(message: str) -> str:
         with session_scope(factory) as session:
@@ -332,6 +347,11 @@ def run_verification(
     def progress(stage: str) -> None:
         try:
             with session_scope(factory) as session:
+                timings.mark(
+                    session=session, submission_id=submission_id, stage=stage, attempt=attempt
+                )
+                if stage in TIMING_ONLY_STAGES:
+                    return
                 changed = submissions.set_stage(
                     session=session,
                     submission_id=submission_id,
@@ -339,13 +359,12 @@ def run_verification(
                     attempt=attempt,
                     stage=stage,
                 )
+                if changed:  # the status edit commits with the stage it shows
+                    _notify_within(session, submission_id)
         except SoftTimeLimitExceeded:
             raise
         except Exception:  # progress is informative; a busy database must not fail the job
             log.warning("could not record stage %r of %s", stage, submission_id, exc_info=True)
-            return
-        if changed:
-            _notify(factory, submission_id)
 
     try:
         with session_scope(factory) as session:
@@ -407,9 +426,13 @@ def run_verification(
         keeper.stop()
 
 
-def verify_submission_task(submission_id: int) -> str:
+def verify_submission_task(submission_id: int, enqueued_at: str | None = None) -> str:
     """The Celery task (``VERIFY_TASK``): everything is in ``run_verification``."""
-    return run_verification(int(submission_id))
+    published = None
+    if enqueued_at:
+        with contextlib.suppress(ValueError):
+            published = datetime.fromisoformat(enqueued_at)
+    return run_verification(int(submission_id), enqueued_at=published)
 
 
 def make_worker_app(settings: Settings | None = None) -> Celery:

@@ -163,10 +163,14 @@ def enqueue_verification(
     """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; queues are {', '.join(QUEUES)}")
+    from storage.models import utcnow
+
     app = get_app(settings)
     result = app.send_task(
         VERIFY_TASK,
         args=[submission_id],
+        # When it was handed to the broker: the worker records it with its claim (timings).
+        kwargs={"enqueued_at": utcnow().isoformat()},
         queue=queue,
         routing_key=queue,
         retry=True,

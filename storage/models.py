@@ -303,6 +303,21 @@ class Verdict(Base):
     submission: Mapped[Submission] = relationship(back_populates="verdicts")
 
 
+class SubmissionTiming(Base):
+    """When a submission reached a stage on its way to a verdict (acknowledged ones live in
+    ``inbound_uploads``, posts in ``outbox_messages``): append-only, so the bot, the worker and
+    the dispatcher each add their own marks without racing for one row."""
+
+    __tablename__ = "submission_timings"
+    __table_args__ = (Index("ix_submission_timings_submission_at", "submission_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0: before the first claim
+    stage: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Credit(Base):
     """Recognition awarded by an admin; revocation keeps the row for the record."""
 

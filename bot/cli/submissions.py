@@ -52,9 +52,15 @@ def list_(
 
 
 @app.command()
-def show(submission_id: int = typer.Argument(..., help="Submission id.")) -> None:
-    """One submission: its state, lease and every verdict (text from the upload made inert)."""
-    from bot.services import submissions
+def show(
+    submission_id: int = typer.Argument(..., help="Submission id."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Every verdict's full JSON (scores, checks) and the stage timings."
+    ),
+) -> None:
+    """One submission: its state, lease, every verdict and when it reached each stage (upload
+    acknowledged ... each post sent), text from the upload made inert."""
+    from bot.services import submissions, timings
     from bot.views.escape import terminal
     from storage.db import session_scope
 
@@ -63,6 +69,10 @@ def show(submission_id: int = typer.Argument(..., help="Submission id.")) -> Non
         if row is None:
             typer.echo(f"no submission #{submission_id}", err=True)
             raise typer.Exit(1)
+        marks = timings.timeline(session=session, submission_id=row.id)
+        if as_json:
+            typer.echo(_json(session, row, marks))
+            return
         typer.echo(
             f"submission #{row.id}: {terminal(row.filename)} by {terminal(row.user_id)}, "
             f"round {row.round_id}"
@@ -80,6 +90,45 @@ def show(submission_id: int = typer.Argument(..., help="Submission id.")) -> Non
                 f"score {verdict.public_score}, {verdict.runtime_s or 0:.1f} s on {verdict.device}, "
                 f"engine {verdict.engine_version}, {verdict.created_at:%Y-%m-%d %H:%M}"
             )
+        if marks:
+            typer.echo(f"  timings (from {marks[0].at:%Y-%m-%d %H:%M:%S.%f} UTC):")
+            for line in timings.format_lines(marks):
+                typer.echo(f"    {line}")
+
+
+def _json(session, row, marks) -> str:  # type: ignore[no-untyped-def]
+    """The admins' view of a submission: its verdicts' JSON and its timings, machine-readable."""
+    import json
+
+    from bot.services import submissions, timings
+
+    verdicts = [
+        {
+            "attempt": v.attempt,
+            "passed": v.passed,
+            "checks_passed": v.checks_passed,
+            "public_score": v.public_score,
+            "private_score": v.private_score,
+            "runtime_s": v.runtime_s,
+            "device": v.device,
+            "engine_version": v.engine_version,
+            "created_at": v.created_at.isoformat(),
+            "scores": v.scores,
+            "timings": timings.as_json([m for m in marks if m.attempt in (0, v.attempt)]),
+        }
+        for v in submissions.verdicts(session=session, submission_id=row.id)
+    ]
+    doc = {
+        "id": row.id,
+        "round_id": row.round_id,
+        "user_id": row.user_id,
+        "filename": row.filename,
+        "status": str(row.status),
+        "attempts": row.attempts,
+        "verdicts": verdicts,
+        "timings": timings.as_json(marks),
+    }
+    return json.dumps(doc, indent=2, default=str)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from sqlalchemy import and_, event, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from bot.services import timings
 from bot.settings import Settings, get_settings
 from storage.models import (
     Blob,
@@ -330,6 +331,7 @@ def create_submission(
         if existing is None:
             raise
         return existing
+    timings.mark(session=session, submission_id=submission.id, stage=timings.STORED)
     promote_next(session=session, user_id=user_id, now=now, settings=settings)
     return submission
 
@@ -370,6 +372,7 @@ def promote_next(
         return None
     submission = session.get(Submission, candidate, populate_existing=True)
     assert submission is not None
+    timings.mark(session=session, submission_id=submission.id, stage=timings.QUEUED)
     _enqueue_after_commit(session, submission.id, submission.queue)
     _notify(session, submission.id)
     return submission
@@ -419,7 +422,15 @@ def claim(
     )
     if result.rowcount != 1:
         return None
-    return session.scalar(select(Submission.attempts).where(Submission.id == submission_id))
+    attempt = session.scalar(select(Submission.attempts).where(Submission.id == submission_id))
+    timings.mark(
+        session=session,
+        submission_id=submission_id,
+        stage=timings.CLAIMED,
+        attempt=attempt or 0,
+        at=now,
+    )
+    return attempt
 
 
 def _held(submission_id: int, owner: str, attempt: int) -> Any:
@@ -529,6 +540,13 @@ def record_verdict(
         created_at=now,
     )
     session.add(verdict)
+    timings.mark(
+        session=session,
+        submission_id=submission_id,
+        stage=timings.VERDICT_RECORDED,
+        attempt=attempt,
+        at=now,
+    )
     session.flush()
     _promote_after(session, submission_id, now, settings)
     return verdict
@@ -550,6 +568,13 @@ def fail(
         session, _held(submission_id, owner, attempt), status=S.FAILED, message=message, now=now
     )
     if done:
+        timings.mark(
+            session=session,
+            submission_id=submission_id,
+            stage=timings.FAILED,
+            attempt=attempt,
+            at=now,
+        )
         _promote_after(session, submission_id, now, settings)
     return done
 

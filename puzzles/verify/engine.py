@@ -194,6 +194,8 @@ def verify_submission(
 
         report("replication")
         try:
+            box.wait_ready()  # already, for a pooled box; timed apart from the run itself
+            report("sandbox ready")
             outcome = box.run(
                 static.canonical_source,
                 tokens=tokens if submission.defines_predict else None,
