@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -237,6 +238,16 @@ class Submission(Base):
         Index("ix_submissions_status_lease", "status", "lease_expires_at"),
         # A round's leaderboard fingerprint (count, newest change, cancellations): index only.
         Index("ix_submissions_round_updated", "round_id", "updated_at", "status"),
+        # Who solved each round (all-time board): an index-only scan of the solved submissions.
+        Index(
+            "ix_submissions_solved",
+            "round_id",
+            "user_id",
+            "status",
+            "created_at",
+            sqlite_where=text("newest_verdict_passed = 1"),
+            postgresql_where=text("newest_verdict_passed"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -260,6 +271,11 @@ class Submission(Base):
     writeup_url: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Whether the newest verdict passed: kept by a database trigger on every verdict insert
+    # (migration 0003), so it holds whoever writes verdicts; the all-time board reads it.
+    newest_verdict_passed: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     round: Mapped[Round] = relationship()
     user: Mapped[SlackUser] = relationship()

@@ -516,17 +516,14 @@ def _solvers(session: Session, rounds: list[Round]) -> dict[int, frozenset[str]]
     found: dict[int, set[str]] = {r.id: set() for r in rounds}
     if not rounds:
         return {}
-    newer = aliased(Verdict)
+    # The stored marker (kept by a trigger on verdicts) instead of finding each submission's
+    # newest verdict: an index-only scan of ix_submissions_solved.
     pairs = (
         select(Submission.round_id, _by_user(session).label("user_id"))
-        .join(Verdict, Verdict.submission_id == Submission.id)
         .join(Round, Round.id == Submission.round_id)
         .where(
             Submission.round_id.in_(list(found)),
-            Verdict.passed.is_(True),
-            ~select(newer.id)
-            .where(newer.submission_id == Verdict.submission_id, newer.attempt > Verdict.attempt)
-            .exists(),
+            Submission.newest_verdict_passed == True,  # noqa: E712 (matches the partial index)
             Submission.status.not_in(EXCLUDED_STATUSES),
             Submission.created_at < Round.closes_at,
         )

@@ -35,6 +35,10 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
 def _sqlite_migration_connection(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     dbapi_connection.isolation_level = None  # we say BEGIN ourselves
     dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+    # Batch ALTERs rebuild a table by copy, drop and rename; a trigger whose body names the
+    # table (trg_verdicts_mark_newest updates submissions) would make the rename fail while the
+    # name is briefly gone. The legacy rename leaves trigger bodies alone; the name is back after.
+    dbapi_connection.execute("PRAGMA legacy_alter_table=ON")
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:

@@ -258,3 +258,46 @@ def test_postgres_session_time_zone_does_not_leak(postgres_url: str) -> None:
             assert shown is not None and shown.endswith("+05:30")  # the zone really was Kolkata
     finally:
         engine.dispose()
+
+
+def _marker(session: Session, submission_id: int) -> bool:
+    session.expire_all()
+    return bool(
+        session.scalar(
+            select(Submission.newest_verdict_passed).where(Submission.id == submission_id)
+        )
+    )
+
+
+def test_the_newest_verdict_marker_follows_every_verdict_insert(
+    session: Session, seed: Seed
+) -> None:
+    """The all-time board reads the marker; the database keeps it, whoever inserts verdicts."""
+    submission = seed.submission()
+    session.add(submission)
+    session.commit()
+    assert _marker(session, submission.id) is False
+    for attempt, passed in ((1, True), (2, False), (3, True)):
+        session.add(Verdict(submission_id=submission.id, attempt=attempt, passed=passed))
+        session.commit()
+        assert _marker(session, submission.id) is passed
+    # An older attempt committed late does not override the newest one.
+    session.add(Verdict(submission_id=submission.id, attempt=5, passed=False))
+    session.commit()
+    session.add(Verdict(submission_id=submission.id, attempt=4, passed=True))
+    session.commit()
+    assert _marker(session, submission.id) is False
+    # A plain SQL insert (a script, a bulk load) is covered too.
+    other = seed.submission(filename="other.py")
+    session.add(other)
+    session.commit()
+    session.execute(
+        text(
+            "INSERT INTO verdicts (submission_id, attempt, passed, checks_passed, scores,"
+            " report_md, created_at) VALUES (:s, 1, :p, 2, '{}', '', CURRENT_TIMESTAMP)"
+        ),
+        {"s": other.id, "p": True},
+    )
+    session.commit()
+    assert _marker(session, other.id) is True
+    assert _marker(session, submission.id) is False

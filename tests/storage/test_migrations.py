@@ -177,3 +177,77 @@ def test_concurrent_upgrades_wait_for_each_other(database_url: str) -> None:
     assert [runner.returncode for runner in runners] == [0, 0], outputs
     assert _schema_diff(database_url) == []
     assert database_revision(database_url) == head_revision()
+
+
+def test_the_newest_verdict_marker_is_backfilled_and_survives_a_rebuild(
+    database_url: str, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Migration 0003 fills the marker from the verdicts already stored; its trigger keeps
+    working after a later migration rebuilds ``submissions`` (SQLite's copy-and-rename)."""
+    from storage.models import Submission, Verdict
+
+    upgrade_database(database_url, revision="0002")
+    engine = make_engine(database_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO slack_users (id, created_at) VALUES ('U1', :t)"), {"t": OPENS}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO puzzle_versions (id, slug, version, weights_sha256, title, created_at)"
+                " VALUES (1, 'p', 1, :w, 'P', :t)"
+            ),
+            {"w": "0" * 64, "t": OPENS},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO rounds (id, puzzle_version_id, channel_id, opens_at, closes_at,"
+                " status, created_at) VALUES (1, 1, 'C1', :o, :c, 'open', :o)"
+            ),
+            {"o": OPENS, "c": OPENS.replace(year=2027)},
+        )
+        conn.execute(
+            text("INSERT INTO blobs (sha256, size, content, created_at) VALUES (:h, 1, :b, :t)"),
+            {"h": "a" * 64, "b": b"x", "t": OPENS},
+        )
+        for sid in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO submissions (id, round_id, user_id, filename, blob_sha256,"
+                    " status, attempts, created_at, updated_at) VALUES"
+                    " (:i, 1, 'U1', 's.py', :h, 'verified', 1, :t, :t)"
+                ),
+                {"i": sid, "h": "a" * 64, "t": OPENS},
+            )
+        # 1: passed then failed; 2: failed then passed; 3: no verdict.
+        for sid, attempt, passed in ((1, 1, True), (1, 2, False), (2, 1, False), (2, 2, True)):
+            conn.execute(
+                text(
+                    "INSERT INTO verdicts (submission_id, attempt, passed, checks_passed, scores,"
+                    " report_md, created_at) VALUES (:s, :a, :p, 0, '{}', '', :t)"
+                ),
+                {"s": sid, "a": attempt, "p": passed, "t": OPENS},
+            )
+    upgrade_database(database_url)
+
+    def markers() -> dict[int, bool]:
+        with Session(engine) as session:
+            rows = session.execute(select(Submission.id, Submission.newest_verdict_passed))
+            return {sid: bool(flag) for sid, flag in rows}
+
+    assert markers() == {1: False, 2: True, 3: False}
+    config = _migrations_plus(
+        tmp_path,
+        database_url,
+        """
+        sqlite = op.get_bind().dialect.name == "sqlite"
+        with op.batch_alter_table("submissions", recreate="always" if sqlite else "auto") as b:
+            b.add_column(sa.Column("extra", sa.Integer, nullable=True))
+        """,
+    )
+    command.upgrade(config, "head")
+    with Session(engine) as session:
+        session.add(Verdict(submission_id=3, attempt=1, passed=True))
+        session.commit()
+    assert markers() == {1: False, 2: True, 3: True}
+    engine.dispose()
