@@ -67,23 +67,40 @@ def _after_fork(**_: Any) -> None:
             bind.dispose(close=False)
     _factories.clear()
     _pools.clear()
+    _senders.clear()  # a dispatcher thread does not survive the fork
     reset_after_fork()
     _warm_up(get_settings())
 
 
 def _warm_up(settings: Settings) -> None:
-    """Start a sandbox per distinct limits of the catalog now, so the first job does not wait.
+    """Start a sandbox per distinct limits of the catalog now, and load the puzzle models in
+    the background, so the first job waits for neither.
 
-    Starting is a Popen (torch is imported inside it in the background): cheap enough for
-    Celery's child start-up timeout.
+    Starting is a Popen (torch is imported inside it in the background) and the models load
+    in a thread: cheap enough for Celery's child start-up timeout.
     """
     try:
         from puzzles.catalog import list_puzzles
 
-        for entry in list_puzzles():
-            _sandbox_pool(_puzzle(entry.slug, settings), settings)
+        slugs = [entry.slug for entry in list_puzzles()]
+        for slug in slugs:
+            _sandbox_pool(_puzzle(slug, settings), settings)
     except Exception:  # a warm-up problem shows up again, with its real message, in the job
         log.warning("worker warm-up failed", exc_info=True)
+        return
+    threading.Thread(
+        target=_load_models, args=(slugs, settings), name="model-warm-up", daemon=True
+    ).start()
+
+
+def _load_models(slugs: list[str], settings: Settings) -> None:
+    from puzzles.verify.engine import preload_model
+
+    for slug in slugs:
+        try:
+            preload_model(_puzzle(slug, settings), worker_device())
+        except Exception:  # the job loads it again and reports a real problem itself
+            log.warning("could not preload the model of %s", slug, exc_info=True)
 
 
 def worker_device() -> str:
@@ -145,17 +162,45 @@ def _sandbox_pool(puzzle: Puzzle, settings: Settings) -> Any:
     return _pools[limits]
 
 
-def _notify(factory: sessionmaker[Session], submission_id: int) -> None:
-    """``notifications.submission_updated`` in its own transaction, after a committed change."""
-    try:
-        from bot.services import notifications
-    except ImportError:
-        return  # the Slack side is not part of this build
-    try:
-        with session_scope(factory) as session:
-            notifications.submission_updated(session=session, submission_id=submission_id)
-    except Exception:  # a notification problem must never undo or stop a verification
-        log.exception("notification for submission %s failed", submission_id)
+_senders: dict[str, Any] = {}
+
+WORKER_OUTBOX_INTERVAL_S = 5.0
+"""The worker's own outbox pass between wakes: a backstop, the bot's dispatcher sends too."""
+
+
+def _send_posts(settings: Settings) -> None:
+    """Send the posts this worker just committed, now, from this process.
+
+    Called after each commit that queued posts (explicitly, not from a commit hook), so a
+    verdict reaches Slack without waiting for another process to look. The outbox's claim makes
+    this safe beside the bot's own dispatcher: each row is sent by whichever claims it first.
+    Without a bot token (console mode) the process that has the client sends them.
+    """
+    if settings.slack_bot_token is None:
+        return
+    sender = _senders.get(settings.db_url)
+    if sender is None:
+        from slack_sdk import WebClient
+
+        from bot.outbox import Dispatcher
+
+        client = WebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        sender = Dispatcher(
+            session_factory=_session_factory(settings),
+            client=client,
+            interval=WORKER_OUTBOX_INTERVAL_S,
+        ).start()
+        _senders[settings.db_url] = sender
+    sender.wake()
+
+
+def stop_senders() -> None:
+    """Stop the outbox senders this process started (tests; a worker's threads end with it)."""
+    while _senders:
+        _, sender = _senders.popitem()
+        sender.stop()
 
 
 def _notify_within(session: Session, submission_id: int) -> None:
@@ -257,6 +302,7 @@ class _LeaseKeeper(threading.Thread):
             if failed:
                 _notify_within(session, self.submission_id)
         if failed:
+            _send_posts(self.settings)
             log.warning("submission %s exceeded the time limit", self.submission_id)
 
     def stop(self) -> None:
@@ -321,6 +367,7 @@ def run_verification(
     if attempt is None:
         log.info("submission %s is not claimable (done, running elsewhere, or gone)", submission_id)
         return "skipped"
+    _send_posts(settings)
     keeper = _LeaseKeeper(
         factory=factory,
         settings=settings,
@@ -342,9 +389,12 @@ def run_verification(
             )
             if done:
                 _notify_within(session, submission_id)
+        if done:
+            _send_posts(settings)
         return "failed"
 
     def progress(stage: str) -> None:
+        changed = False
         try:
             with session_scope(factory) as session:
                 timings.mark(
@@ -365,6 +415,9 @@ def run_verification(
             raise
         except Exception:  # progress is informative; a busy database must not fail the job
             log.warning("could not record stage %r of %s", stage, submission_id, exc_info=True)
+            return
+        if changed:
+            _send_posts(settings)
 
     try:
         with session_scope(factory) as session:
@@ -408,6 +461,7 @@ def run_verification(
                 _notify_within(session, submission_id)
         if recorded is None:
             return "abandoned"
+        _send_posts(settings)
         return "rejected" if outcome.error else "verified"
     except SoftTimeLimitExceeded:
         return fail(time_limit_message(settings.task_time_limit))

@@ -83,6 +83,10 @@ LOOKUP_PAGES = 5
 SENDING_METHODS = frozenset(
     {"chat_postMessage", "chat_update", "chat_postEphemeral", "files_upload_v2", "pins_add"}
 )
+# Paced per channel: the methods that add a message (Slack's one-per-second guidance is for
+# posting). Edits and pins are limited per workspace, not per channel: a status edit must not
+# hold the verdict behind it for a second.
+PACED_METHODS = frozenset({"chat_postMessage", "chat_postEphemeral", "files_upload_v2"})
 # Methods whose earlier attempt is looked up in Slack before a retry (the others are idempotent,
 # or, for ephemeral messages, cannot be read back).
 READ_BACK_METHODS = frozenset({"chat_postMessage", "files_upload_v2"})
@@ -347,11 +351,13 @@ def dispatch_pending(
     limit: int = 50,
     per_channel_interval: float = PER_CHANNEL_INTERVAL_S,
     clock: Callable[[], float] = time.monotonic,
+    held_channels: set[str] | None = None,
 ) -> int:
     """Send due pending rows (oldest first); returns how many Slack accepted.
 
     Rows whose channel had a post less than ``per_channel_interval`` seconds ago, or whose
-    ``thread_key`` parent is not sent yet, stay pending for the next call.
+    ``thread_key`` parent is not sent yet, stay pending for the next call; the channels held
+    back are added to ``held_channels`` (so a caller can come back as soon as they are free).
     """
     now = now or utcnow()
     with session_scope(session_factory) as session:
@@ -364,7 +370,7 @@ def dispatch_pending(
         ).all()
         ids = [row.id for row in due]
     sent = 0
-    held_channels: set[str] = set()
+    held_channels = set() if held_channels is None else held_channels
     for row_id in ids:
         outcome = _dispatch_one(
             session_factory=session_factory,
@@ -418,7 +424,7 @@ def _dispatch_one(
                 row.last_error = f"nothing to {what}: {row.thread_key} was not sent"
                 return 0
         channel = payload.get("channel")
-        pace_key = channel if method in SENDING_METHODS and channel else None
+        pace_key = channel if method in PACED_METHODS and channel else None
         mono = clock()
         with _PACER.lock:
             if _PACER.blocked_until.get(method, 0.0) > mono:
@@ -528,8 +534,25 @@ def pending_count(*, session: Session) -> int:
     )
 
 
+def seconds_until_free(
+    channels: set[str],
+    *,
+    per_channel_interval: float = PER_CHANNEL_INTERVAL_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> float | None:
+    """How long until the first of ``channels`` may have its next post (None: none is held)."""
+    if not channels:
+        return None
+    now = clock()
+    with _PACER.lock:
+        last = [_PACER.last_post.get(c) for c in channels]
+    return max(0.0, min((t + per_channel_interval - now) if t else 0.0 for t in last))
+
+
 class Dispatcher:
-    """A daemon thread sending the outbox; ``wake()`` after enqueueing sends without waiting."""
+    """A daemon thread sending the outbox; ``wake()`` after a commit that queued posts sends them
+    without waiting. Between wakes it looks every ``interval`` seconds (for rows committed by
+    processes that cannot wake it), and sooner when a paced channel frees up."""
 
     def __init__(
         self,
@@ -562,18 +585,24 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def run_once(self) -> int:
+    def run_once(self, held_channels: set[str] | None = None) -> int:
         return dispatch_pending(
             session_factory=self.session_factory,
             client=self.client,
             per_channel_interval=self.per_channel_interval,
+            held_channels=held_channels,
         )
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # Cleared before the pass: a wake during it (a commit it may have missed) runs
+            # another pass at once instead of waiting for the interval.
+            self._wake.clear()
+            held: set[str] = set()
             try:
-                self.run_once()
+                self.run_once(held)
             except Exception:  # the database may be briefly unavailable; keep the thread alive
                 log.exception("outbox dispatch failed")
-            self._wake.wait(self.interval)
-            self._wake.clear()
+            free_in = seconds_until_free(held, per_channel_interval=self.per_channel_interval)
+            wait = self.interval if free_in is None else min(self.interval, free_in + 0.005)
+            self._wake.wait(wait)

@@ -38,7 +38,7 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
 
-SQLA_POLL_SECONDS = 0.25
+SQLA_POLL_SECONDS = 0.1
 """How often an idle worker polls the SQLAlchemy broker (Redis pushes; SQL has to be asked)."""
 
 _LIBRARY_OPTIONS = ("polling_interval", "visibility_timeout")

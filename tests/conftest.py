@@ -7,6 +7,7 @@ are set (``.ci/run`` sets them) and skip with a loud reason otherwise.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -34,6 +35,9 @@ def _isolated_settings(tmp_path, monkeypatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+    jobs = sys.modules.get("bot.jobs")
+    if jobs is not None:  # a job body ran in this process: stop the outbox sender it started
+        jobs.stop_senders()
 
 
 @pytest.fixture(scope="session")

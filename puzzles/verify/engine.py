@@ -8,6 +8,7 @@ submission but its validated ``CIRCUIT`` list of strings.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -50,18 +51,34 @@ def public_seed(puzzle: Puzzle) -> int:
 
 
 _MODELS: dict[tuple[str, str, str], Any] = {}
+_LOADING: dict[tuple[str, str, str], threading.Lock] = {}
+_LOADING_LOCK = threading.Lock()
 
 
 def _model(puzzle: Puzzle, device: str):
-    """The puzzle model, loaded once per (weights file, checksum, device) in this process."""
+    """The puzzle model, loaded once per (weights file, checksum, device) in this process.
+
+    A job asking while a warm-up thread loads the same model waits for that load.
+    """
 
     key = (str(puzzle.weights_path), puzzle.weights_sha256, device)
     model = _MODELS.get(key)
-    if model is None:
-        if len(_MODELS) >= 8:
-            _MODELS.clear()
-        model = _MODELS[key] = load_model(puzzle, device=device)
+    if model is not None:
+        return model
+    with _LOADING_LOCK:
+        lock = _LOADING.setdefault(key, threading.Lock())
+    with lock:
+        model = _MODELS.get(key)
+        if model is None:
+            if len(_MODELS) >= 8:
+                _MODELS.clear()
+            model = _MODELS[key] = load_model(puzzle, device=device)
     return model
+
+
+def preload_model(puzzle: Puzzle, device: str = "cpu") -> None:
+    """Load the puzzle's model now (a worker warming up), so its first job does not."""
+    _model(puzzle, device)
 
 
 def hard_set(puzzle: Puzzle, task: Any, model: Any, *, seed: int, device: str = "cpu") -> HardSet:

@@ -171,6 +171,60 @@ def test_one_post_per_second_per_channel(factory, client, fake_slack):
     assert texts == ["0", "o", "1"]
 
 
+def test_edits_are_not_held_behind_a_post_in_the_same_channel(factory, client, fake_slack):
+    """Slack's one-per-second guidance is for adding messages: a status edit goes at once."""
+    with session_scope(factory) as s:
+        outbox.enqueue(
+            session=s, key="post", method="chat_postMessage", payload={"channel": "C8", "text": "a"}
+        )
+        outbox.enqueue(
+            session=s,
+            key="edit",
+            method="chat_update",
+            payload={"channel": "C8", "text": "b"},
+            thread_key="post",
+        )
+        outbox.enqueue(
+            session=s,
+            key="post2",
+            method="chat_postMessage",
+            payload={"channel": "C8", "text": "c"},
+        )
+    held: set[str] = set()
+    sent = outbox.dispatch_pending(
+        session_factory=factory, client=client, clock=lambda: 500.0, held_channels=held
+    )
+    assert sent == 2  # the post and its edit; the second post waits for the channel
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.update")] == ["b"]
+    assert held == {"C8"}
+    left = outbox.seconds_until_free(held, clock=lambda: 500.25)
+    assert left == pytest.approx(outbox.PER_CHANNEL_INTERVAL_S - 0.25)
+
+
+def test_a_woken_dispatcher_comes_back_when_the_channel_is_free(factory, client, fake_slack):
+    """Not after its (here hour-long) interval: a paced post goes as soon as it may."""
+    dispatcher = outbox.Dispatcher(
+        session_factory=factory, client=client, interval=3600, per_channel_interval=0.2
+    ).start()
+    try:
+        with session_scope(factory) as s:
+            for i in range(3):
+                outbox.enqueue(
+                    session=s,
+                    key=f"burst{i}",
+                    method="chat_postMessage",
+                    payload={"channel": "C9", "text": str(i)},
+                )
+        dispatcher.wake()
+        calls = fake_slack.wait_for(
+            "chat.postMessage", lambda c: c.args["channel"] == "C9", count=3, timeout=60
+        )
+        assert [c.args["text"] for c in calls] == ["0", "1", "2"]
+        assert all(b.at - a.at >= 0.19 for a, b in zip(calls, calls[1:], strict=False))
+    finally:
+        dispatcher.stop()
+
+
 def test_files_upload_v2_through_the_fake(factory, client, fake_slack):
     import base64
 

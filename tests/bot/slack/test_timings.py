@@ -73,14 +73,22 @@ def _drain(slack_app, timeout: float = 20.0) -> None:
 def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
     slack_app, open_round, monkeypatch
 ) -> None:
+    from bot import jobs
+    from bot.app import dispatcher_of
     from bot.jobs import run_verification
 
     sid = _upload(slack_app)
+    # From here only the worker's own sender can post, and only when woken after its commits.
+    dispatcher_of(slack_app.app).stop()
+    monkeypatch.setattr(jobs, "WORKER_OUTBOX_INTERVAL_S", 3600.0)
     settings = slack_app.app._circuitboard["settings"].model_copy(
         update={"verify_overrides": {"heldout_size": 200, "circuit_size": 100}}
     )
     published = datetime.now(UTC)
     assert run_verification(sid, settings=settings, enqueued_at=published) == "verified"
+    slack_app.fake.wait_for(
+        "chat.postMessage", lambda c: "Verdict for submission" in str(c.args), timeout=60
+    )
     _drain(slack_app)
 
     with session_scope(slack_app.factory) as session:
