@@ -304,3 +304,20 @@ def test_new_verdicts_are_noticed_over_the_newest_id_window(sqlite_url):
         assert leaderboards._verdict_marks(world.session, r.id)[0] == 2000
     finally:
         world.close()
+
+
+def test_all_time_counts_only_the_newest_verdict_of_an_in_time_submission(world):
+    """Who solved a round reads the stored newest-verdict marker: a pass later re-verified as a
+    failure stops counting, a failure re-verified as a pass starts, and a pass on a submission
+    made after the round closed (a late upload) never counts."""
+    closed = world.round(status=RoundStatus.SOLUTIONS_POSTED)
+    world.submit(closed, "UFLIP", verdicts=[(2, True, 0.9, 0.9), (1, False, 0.4, 0.4)])
+    world.submit(closed, "URISE", verdicts=[(1, False, 0.4, 0.4), (2, True, 0.9, 0.9)])
+    world.submit(closed, "ULATE", hours=31 * 24, verdicts=[(2, True, 0.9, 0.9)])
+    world.submit(closed, "UKEPT", verdicts=[(2, True, 0.9, 0.9)])
+    world.session.commit()
+    leaderboards.clear_cache()
+    board = leaderboards.all_time_leaderboard(
+        session=world.session, now=closed.closes_at + timedelta(days=1)
+    )
+    assert {e.user_id: e.rounds_solved for e in board.entries} == {"URISE": 1, "UKEPT": 1}
