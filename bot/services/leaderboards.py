@@ -561,20 +561,23 @@ def _closed_streaks(
 ) -> dict[str, tuple[int, int, int]]:
     """Per user over ``rounds`` (in order): (rounds solved, longest streak, streak that reaches
     the last of them)."""
-    solved: dict[str, list[int]] = {}
+    # One bit per round solved (bit i: the i-th round, from 1; bit 0 stays clear): tens of
+    # thousands of (round, user) pairs cost one dict update each, then a few int ops per user.
+    solved: dict[str, int] = {}
     for index, round_ in enumerate(rounds, start=1):
+        bit = 1 << index
         for user_id in solvers.get(round_.id, ()):
-            solved.setdefault(user_id, []).append(index)  # ascending: rounds are in order
+            solved[user_id] = solved.get(user_id, 0) | bit
     last = len(rounds)
+    full = (1 << (last + 1)) - 1
     streaks: dict[str, tuple[int, int, int]] = {}
-    for user_id, indices in solved.items():
-        longest = run = 0
-        previous = -1
-        for index in indices:
-            run = run + 1 if index == previous + 1 else 1
-            longest = max(longest, run)
-            previous = index
-        streaks[user_id] = (len(indices), longest, run if previous == last else 0)
+    for user_id, mask in solved.items():
+        longest, runs = 0, mask
+        while runs:  # each pass shortens every run of ones by one
+            runs &= runs << 1
+            longest += 1
+        trailing = last - (full & ~mask).bit_length() + 1  # ones down from the last round
+        streaks[user_id] = (mask.bit_count(), longest, trailing)
     return streaks
 
 
