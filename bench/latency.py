@@ -17,6 +17,9 @@ what a user waits is the system rather than the verification.
     python bench/latency.py [--uploads 8] [--backend sqlite|postgres|both]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
         [--redis-url redis://127.0.0.1:6379/7]
+
+The Redis database given is flushed first: give one nothing else uses while it runs (a worker
+of another run on it would take this run's messages).
 """
 
 from __future__ import annotations
@@ -328,6 +331,7 @@ def run_backend(name: str, *, db_url: str, broker_url: str, n: int, source: byte
 
 
 def report(result: dict) -> None:
+    """Print one backend's figures (as soon as it is done: a later backend may fail)."""
     warm: list[Upload] = result["warm"]
     first: Upload = result["first"]
     latencies = [u.latency for u in warm]
@@ -385,34 +389,29 @@ def main() -> None:
 
     source = get_puzzle(PUZZLE).solution_path.read_bytes()
     print(f"load average at start: {os.getloadavg()}; {os.cpu_count()} CPUs")
-    results = []
     if args.backend in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="cb-latency-db-") as tmp:
             db = Path(tmp) / "circuitboard.db"
-            results.append(
-                run_backend(
-                    "SQLite database + SQLite broker (embedded default)",
-                    db_url=f"sqlite:///{db}",
-                    broker_url=f"sqla+sqlite:///{db}",
-                    n=args.uploads,
-                    source=source,
-                )
+            result = run_backend(
+                "SQLite database + SQLite broker (embedded default)",
+                db_url=f"sqlite:///{db}",
+                broker_url=f"sqla+sqlite:///{db}",
+                n=args.uploads,
+                source=source,
             )
+        report(result)
     if args.backend in ("postgres", "both"):
         import redis
 
         redis.Redis.from_url(args.redis_url).flushdb()
         with postgres_database(args.postgres_url) as url:
-            results.append(
-                run_backend(
-                    "PostgreSQL + Redis",
-                    db_url=url,
-                    broker_url=args.redis_url,
-                    n=args.uploads,
-                    source=source,
-                )
+            result = run_backend(
+                "PostgreSQL + Redis",
+                db_url=url,
+                broker_url=args.redis_url,
+                n=args.uploads,
+                source=source,
             )
-    for result in results:
         report(result)
     print(f"\nload average at end: {os.getloadavg()}")
 
