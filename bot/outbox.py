@@ -515,19 +515,6 @@ def _dispatch_one(
     return 0
 
 
-def pending_count(*, session: Session) -> int:
-    from sqlalchemy import func
-
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(OutboxMessage.status == OutboxStatus.PENDING)
-        )
-        or 0
-    )
-
-
 class Dispatcher:
     """A daemon thread sending the outbox; ``wake()`` after enqueueing sends without waiting."""
 
