@@ -155,3 +155,22 @@ def test_a_racing_second_best_hits_the_index_and_gets_the_same_message(postgres_
         assert [c.user_id for c in held] == ["UFIRST"]
     finally:
         world.close()
+
+
+def test_a_submission_that_declares_no_variables_cannot_be_best_solution(world):
+    """A task rule / weight copy / v1 file has no causal score: refused as best, fine as mention."""
+    r = world.round()
+    rule = world.submit(r, "URULE", verdicts=[(2, True, 0.99, 0.99, None)])
+    with pytest.raises(credits.CreditError, match="declare no variables .*honourable mention"):
+        _award(world, "URULE", round_id=r.id)
+    with pytest.raises(credits.CreditError, match=f"submission {rule.id} declares no variables"):
+        _award(world, "URULE", round_id=r.id, submission_id=rule.id)
+    assert _award(world, "URULE", "mention", round_id=r.id).kind == CreditKind.HONOURABLE_MENTION
+    # Only the newest verdict counts: a re-verification that lost the hypothesis loses the right.
+    v2 = world.submit(r, "UV2", verdicts=[(3, True, 0.9, 0.9, 0.93)])
+    world.verdict(v2, 2, True, 0.9, 0.9, None)
+    with pytest.raises(credits.CreditError, match="declares no variables"):
+        _award(world, "UV2", round_id=r.id, submission_id=v2.id)
+    # Another submission of the user with a hypothesis makes the user eligible (none named).
+    world.submit(r, "UV2", hours=2, verdicts=[(3, True, 0.9, 0.9, 0.95)])
+    assert _award(world, "UV2", round_id=r.id).kind == CreditKind.BEST_SOLUTION
