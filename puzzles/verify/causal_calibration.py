@@ -6,8 +6,11 @@ variable the model does not compute, a false attention claim) are checked in-pro
 claim (variable IIA, scrubbing recovered, attention top-key share) the reference's lower bound
 and the wrong claims' upper bound (per-seed mean -/+ z sd, never inside the worst seed; as the
 replication thresholds) give the thresholds: ``holds`` is their midpoint, ``partly`` the wrong
-claims' upper bound (a claim above every wrong one measured is at least partly right). Where the
-two do not separate the section says so and keeps the defaults. Written as the ``causal`` section
+claims' upper bound (a claim above every wrong one measured is at least partly right). Claims
+right in part (:data:`PARTIAL`: a variable's site missing part of where the model holds it) raise
+the bar: where they sit between the two, ``holds`` is the midpoint of the reference's lower bound
+and theirs. Where the reference and the wrong claims do not separate the section says so and
+keeps the defaults; scrubbing keeps its default when no wrong claim has scrubbing figures. Written as the ``causal`` section
 of calibration.json and ``causal_*`` keys of puzzle.toml ``[verify]``.
 """
 
@@ -81,6 +84,24 @@ WRONG: dict[str, list[tuple[str, str, list[Edit]]]] = {
 }
 
 
+# Claims right in part: a variable's site missing part of where the model holds it. Measured so
+# that "holds" needs more than such a claim reaches (they should read "partly").
+PARTIAL: dict[str, list[tuple[str, str, list[Edit]]]] = {
+    "palindromes": [
+        # README: L1H0 carries part of the decision too
+        ("decision-in-one-head", "is_palindrome", [(_PAL_DECISION, '"site": "L1H1@END",')]),
+    ],
+    "four_digit_sum": [
+        # the leading pair without its b-digit position, where layer 1 reads it
+        (
+            "pair-without-its-b-position",
+            "pair0",
+            [(_FDS[0], '"site": ["L0H0@9", "L0H2@9", "L0H0@10", "L0H1@10", "L0H2@10"],')],
+        ),
+    ],
+}
+
+
 def mutate(source: str, edits: list[Edit]) -> str:
     """Apply text edits, each of which must match exactly once (so a stale edit fails loudly)."""
     for old, new in edits:
@@ -114,6 +135,7 @@ def measure(puzzle: Puzzle, seeds: list[int], *, pool: int = 1000) -> dict[str, 
     config = {k: v for k, v in puzzle.verify.items() if not k.startswith("causal_")}
     ref: dict[str, list[float]] = {"iia": [], "recovered": [], "attention": [], "iia_all": []}
     wrong: dict[str, list[float]] = {"iia": [], "recovered": [], "attention": []}
+    partial: list[float] = []
     per_kind: dict[str, list[float]] = {}
     per_seed: list[dict[str, list[float]]] = []
     for seed in seeds:
@@ -137,7 +159,18 @@ def measure(puzzle: Puzzle, seeds: list[int], *, pool: int = 1000) -> dict[str, 
                 if row.get("recovered") is not None:
                     wrong["recovered"].append(row["recovered"])
             per_kind.setdefault(kind, []).append(value)
-    return {"reference": ref, "wrong": wrong, "wrong_by_kind": per_kind, "per_seed": per_seed}
+        for kind, claim, edits in PARTIAL.get(puzzle.slug, []):
+            check = check_trusted(mutate(reference, edits), engine, task, config, seed=seed)
+            value = check.details["variables"][claim]["iia"] or 0.0
+            partial.append(value)
+            per_kind.setdefault(kind, []).append(value)
+    return {
+        "reference": ref,
+        "wrong": wrong,
+        "partial": partial,
+        "wrong_by_kind": per_kind,
+        "per_seed": per_seed,
+    }
 
 
 def _reference_passes(figures: dict[str, list[float]], t: dict[str, float]) -> bool:
@@ -168,18 +201,26 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
     iia = _pair(
         ref["iia"] + ref["iia_all"], bad["iia"], DEFAULTS["causal_holds"], DEFAULTS["causal_partly"]
     )
+    part = m["partial"]
+    if part and iia["separates"]:  # "holds" must also need more than a claim right in part
+        lo, hi = iia["reference_lower_bound"], upper_bound(part)
+        iia["partial_upper_bound"] = hi
+        if iia["wrong_upper_bound"] < hi < lo:
+            iia["holds"] = _floor((lo + hi) / 2)
+            iia["holds_between"] = "the reference and the claims right in part"
+        else:
+            iia["holds_between"] = "the reference and the wrong claims (partial ones overlap)"
     att = _pair(
         ref["attention"],
         bad["attention"],
         DEFAULTS["attention_holds"],
         DEFAULTS["attention_partly"],
     )
-    # scrubbing only demotes "holds" to "partly": its bar sits below every reference figure
+    # Scrubbing only demotes "holds" to "partly". Without wrong claims that have scrubbing figures
+    # (their values too rare to share) there is nothing to separate from: the default stays.
     scrub = _pair(ref["recovered"], bad["recovered"], DEFAULTS["causal_scrub_holds"], 0.0)
-    if (
-        not scrub["separates"] and ref["recovered"]
-    ):  # then it only demotes what no reference reached
-        scrub["holds"] = _floor(lower_bound(ref["recovered"]))
+    if not bad["recovered"]:
+        scrub["note"] = "no wrong hypothesis has scrubbing figures: the default bar is kept"
     thresholds = {
         "causal_holds": iia["holds"],
         "causal_partly": iia["partly"],
@@ -198,6 +239,12 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
         "wrong_hypotheses": [kind for kind, _, _ in WRONG.get(puzzle.slug, [])],
         "reference": {key: _summary(values) for key, values in ref.items()},
         "wrong": {key: _summary(values) for key, values in bad.items()},
+        "partial": _summary(part),
+        "partial_claims": [kind for kind, _, _ in PARTIAL.get(puzzle.slug, [])],
+        "partial_claims_holding": {
+            "k": sum(x >= thresholds["causal_holds"] for x in part),
+            "n": len(part),
+        },
         "wrong_by_kind": {key: _summary(values) for key, values in m["wrong_by_kind"].items()},
         "iia": iia,
         "attention": att,
