@@ -10,7 +10,7 @@ import pytest
 
 from puzzles.catalog import get_puzzle, load_puzzle_dir
 from puzzles.verify.calibration import write_calibration
-from puzzles.verify.causal_calibration import WRONG, _pair, mutate, toml_values
+from puzzles.verify.causal_calibration import PARTIAL, WRONG, _pair, mutate, toml_values
 
 
 def test_holds_is_the_midpoint_of_the_bounds_and_partly_the_wrong_claims_bound() -> None:
@@ -53,7 +53,7 @@ def test_thresholds_are_written_only_when_the_reference_holds_and_no_wrong_claim
 @pytest.mark.parametrize("slug", sorted(WRONG))
 def test_every_wrong_edit_still_matches_the_reference(slug) -> None:
     reference = (get_puzzle(slug).path / "hypothesis.py").read_text()
-    for kind, _, edits in WRONG[slug]:
+    for kind, _, edits in WRONG[slug] + PARTIAL.get(slug, []):
         assert mutate(reference, edits) != reference, kind
     with pytest.raises(ValueError, match="exactly once"):
         mutate(reference, [("no such text", "x")])
@@ -70,3 +70,29 @@ def test_a_calibration_without_the_causal_part_keeps_it_and_its_thresholds(tmp_p
     rerun = {k: v for k, v in old.items() if k != "causal"}
     write_calibration(puzzle, rerun, update_toml=False)
     assert json.loads((copy / "calibration.json").read_text())["causal"] == section
+
+
+@pytest.mark.parametrize("slug", sorted(PARTIAL))
+def test_a_claim_right_in_part_does_not_hold_under_the_calibrated_bar(slug) -> None:
+    """The bar sits above claims right in part (they read "partly", or "does not hold" where
+    they overlap the wrong claims, as on palindromes)."""
+    import torch
+
+    from puzzles.models import load_task
+    from puzzles.verify.ablation import AblationEngine
+    from puzzles.verify.causal_check import HOLDS
+    from puzzles.verify.causal_section import check_trusted
+    from puzzles.verify.engine import _model
+
+    torch.set_num_threads(1)
+    puzzle = get_puzzle(slug)
+    model, task = _model(puzzle, "cpu"), load_task(puzzle)
+    with torch.no_grad():
+        engine = AblationEngine(
+            model, task.generate(600, 101), answer_positions=task.ANSWER_POSITIONS
+        )
+    reference = (puzzle.path / "hypothesis.py").read_text()
+    for kind, claim, edits in PARTIAL[slug]:
+        check = check_trusted(mutate(reference, edits), engine, task, dict(puzzle.verify), seed=101)
+        assert check.details["variables"][claim]["status"] != HOLDS, (kind, check.message)
+        assert check.details["variables"][claim]["iia"] >= 0.6, "right in part, not wrong"

@@ -74,6 +74,15 @@ def test_wrong_hypotheses_fail(four_digit_sum, kind, failing, edits) -> None:
     assert "does not hold" in result.message or "partly" in result.message
 
 
+def test_the_calibrated_bar_sits_between_the_wrong_and_the_reference() -> None:
+    puzzle = get_puzzle("four_digit_sum")
+    section = json.loads((puzzle.path / "calibration.json").read_text())["causal"]
+    assert section["thresholds"]["causal_holds"] == puzzle.verify["causal_holds"]
+    assert section["reference_passes"]["k"] == section["reference_passes"]["n"] >= 60
+    assert section["wrong_claims_holding"]["k"] == 0
+    assert section["partial_claims_holding"]["k"] == 0
+
+
 def test_each_applicable_wrong_kind_is_covered() -> None:
     kinds = {kind for kind, _, _ in WRONG["four_digit_sum"]}
     assert kinds == {"wrong-site", "roles-swapped", "not-computed", "false-attention"}
