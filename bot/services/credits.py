@@ -236,7 +236,8 @@ def _require_hypothesis(
 ) -> None:
     """Refuse a best solution whose submissions declare no variables (no causal score).
 
-    A user with no verified submission in the round (a write-up judged on its own) is not refused.
+    A named submission must have a verdict; a user with no verified submission in the round and
+    none named (a write-up judged on its own) is not refused.
     """
     if submission_id is not None:
         candidates = [session.get(Submission, submission_id)]
@@ -249,6 +250,10 @@ def _require_hypothesis(
             )
         )
     verdicts = [v for v in (_newest_verdict(s) for s in candidates if s) if v is not None]
+    if submission_id is not None and not verdicts:
+        raise CreditError(
+            f"submission {submission_id} has no verdict yet, so no causal score: verify it first"
+        )
     if not verdicts or any(causal_score(v) is not None for v in verdicts):
         return
     which = (

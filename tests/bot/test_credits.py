@@ -166,6 +166,9 @@ def test_a_submission_that_declares_no_variables_cannot_be_best_solution(world):
     with pytest.raises(credits.CreditError, match=f"submission {rule.id} declares no variables"):
         _award(world, "URULE", round_id=r.id, submission_id=rule.id)
     assert _award(world, "URULE", "mention", round_id=r.id).kind == CreditKind.HONOURABLE_MENTION
+    queued = world.submit(r, "UQUEUED")
+    with pytest.raises(credits.CreditError, match="no verdict yet"):
+        _award(world, "UQUEUED", round_id=r.id, submission_id=queued.id)
     # Only the newest verdict counts: a re-verification that lost the hypothesis loses the right.
     v2 = world.submit(r, "UV2", verdicts=[(3, True, 0.9, 0.9, 0.93)])
     world.verdict(v2, 2, True, 0.9, 0.9, None)
