@@ -119,6 +119,16 @@ def _render_calibration(doc: dict) -> None:
                 f"{block['pass_rate_upper95']:.1%}",
             )
         Console(width=120).print(rows)
+    causal = doc.get("causal")
+    if causal:
+        t, ref = causal["thresholds"], causal["reference_passes"]
+        wrong = causal["wrong_claims_holding"]
+        typer.echo(
+            f"causal ({causal['n_seeds']} seeds): holds at IIA >= {t['causal_holds']:.3f}, partly "
+            f">= {t['causal_partly']:.3f}; attention {t['attention_holds']:.3f}; scrubbing "
+            f"{t['causal_scrub_holds']:.3f}; reference holds on {ref['k']}/{ref['n']} seeds, "
+            f"{wrong['k']} of {wrong['n']} wrong claims hold"
+        )
     typer.echo("")
 
 

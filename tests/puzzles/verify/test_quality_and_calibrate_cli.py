@@ -113,6 +113,7 @@ def test_calibrate_dry_run_prints_thresholds_and_show_displays_calibration() -> 
     shown = runner.invoke(app, ["show", "palindromes"])
     assert shown.exit_code == 0
     assert "calibration:" in shown.output and "mistakes_threshold" in shown.output
+    assert "causal (" in shown.output and "wrong claims hold" in shown.output
     from puzzles.catalog import get_puzzle
 
     doc = json.loads((get_puzzle("palindromes").path / "calibration.json").read_text())
