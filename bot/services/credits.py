@@ -22,7 +22,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.services import admins, users
-from storage.models import Credit, CreditKind, Round, Submission, Verdict, utcnow
+from storage.models import (
+    Credit,
+    CreditKind,
+    Round,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+    utcnow,
+)
 
 
 class CreditError(ValueError):
@@ -220,6 +228,10 @@ def award(
     return credit
 
 
+# Cancelled and rejected submissions never rank, so they cannot make a user eligible either.
+_NEVER_RANK = (SubmissionStatus.CANCELLED, SubmissionStatus.REJECTED)
+
+
 def causal_score(verdict: Verdict | None) -> float | None:
     """The verdict's causal score (format v2); None when the submission declared no variables."""
     stored = (verdict.scores or {}) if verdict is not None else {}
@@ -245,7 +257,9 @@ def _require_hypothesis(
         candidates = list(
             session.scalars(
                 select(Submission).where(
-                    Submission.round_id == round_id, Submission.user_id == user_id
+                    Submission.round_id == round_id,
+                    Submission.user_id == user_id,
+                    Submission.status.not_in(_NEVER_RANK),
                 )
             )
         )
@@ -262,9 +276,9 @@ def _require_hypothesis(
         else f"<@{user_id}>'s verified submissions for round {round_id} declare"
     )
     raise CreditError(
-        f"{which} no variables (no HYPOTHESIS, so no causal score): a task rule, a copy of the "
-        "weights or any v1 file cannot be the best solution. Award an honourable mention, or ask "
-        "for a format-v2 hypothesis and verify it."
+        f"{which} no variables (no HYPOTHESIS, or one that could not be checked: no causal "
+        "score): a task rule, a copy of the weights or any v1 file cannot be the best solution. "
+        "Award an honourable mention, or ask for a format-v2 hypothesis and verify it."
     )
 
 

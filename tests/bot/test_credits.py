@@ -7,7 +7,7 @@ from leaderboard_support import World
 from sqlalchemy import event, select
 
 from bot.services import credits, leaderboards
-from storage.models import Admin, AuditLog, CreditKind
+from storage.models import Admin, AuditLog, CreditKind, SubmissionStatus
 
 
 @pytest.fixture
@@ -174,6 +174,11 @@ def test_a_submission_that_declares_no_variables_cannot_be_best_solution(world):
     world.verdict(v2, 2, True, 0.9, 0.9, None)
     with pytest.raises(credits.CreditError, match="declares no variables"):
         _award(world, "UV2", round_id=r.id, submission_id=v2.id)
-    # Another submission of the user with a hypothesis makes the user eligible (none named).
+    # A cancelled submission with a hypothesis does not count; another verified one does.
+    world.submit(
+        r, "UV2", hours=3, verdicts=[(3, True, 0.9, 0.9, 0.95)], status=SubmissionStatus.CANCELLED
+    )
+    with pytest.raises(credits.CreditError, match="UV2>'s verified submissions"):
+        _award(world, "UV2", round_id=r.id)
     world.submit(r, "UV2", hours=2, verdicts=[(3, True, 0.9, 0.9, 0.95)])
     assert _award(world, "UV2", round_id=r.id).kind == CreditKind.BEST_SOLUTION
