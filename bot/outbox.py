@@ -521,19 +521,6 @@ def _dispatch_one(
     return 0
 
 
-def pending_count(*, session: Session) -> int:
-    from sqlalchemy import func
-
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(OutboxMessage)
-            .where(OutboxMessage.status == OutboxStatus.PENDING)
-        )
-        or 0
-    )
-
-
 def seconds_until_free(
     channels: set[str],
     *,

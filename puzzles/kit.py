@@ -59,6 +59,72 @@ def load_task():
 '''
 
 
+INTERCHANGE_CELL = '''\
+def patched_answers(base, source, hook_name, positions, head=None):
+    """The model's answers on `base` with `hook_name` at `positions` (and `head`) taken
+    from the run on `source`, row by row: one interchange intervention."""
+    _, source_cache = model.run_with_cache(source)
+    pos = torch.as_tensor(positions)
+
+    def patch(act, hook):
+        if head is None:
+            act[:, pos] = source_cache[hook_name][:, pos]
+        else:
+            act[:, pos, head] = source_cache[hook_name][:, pos, head]
+        return act
+
+    logits = model.run_with_hooks(base, fwd_hooks=[(hook_name, patch)])
+    return logits[:, task.ANSWER_POSITIONS].argmax(-1)
+
+
+def model_answers(tokens):
+    return model(tokens)[:, task.ANSWER_POSITIONS].argmax(-1)
+
+
+base, source = task.generate(256, seed=1), task.generate(256, seed=2)
+# A claim that is true and says nothing: "the answer is computed from the input", held in the
+# residual stream before layer 0 at every position. Patching it gives the source's answers.
+every = list(range(base.shape[1]))
+patched = patched_answers(base, source, "blocks.0.hook_resid_pre", every)
+iia = (patched == model_answers(source)).all(-1).float().mean()
+print(f"IIA of the empty claim: {iia:.2f}")
+
+# Your claim: run your algorithm on `base` with your variable set to its value on `source`
+# (your_answer), patch the site you name, e.g. head 0 of layer 0 at the last position
+# ("L0H0@END"), and compare: IIA = (patched == your_answer).all(-1).float().mean().
+patched = patched_answers(base, source, "blocks.0.attn.hook_z", [-1], head=0)
+changed = (patched != model_answers(base)).any(-1).float().mean()
+print(f"patching L0H0@END from the source changes the answer on {changed:.0%} of inputs")
+'''
+
+TEMPLATE_CELL = """\
+TEMPLATE = '''\\
+import torch
+
+HYPOTHESIS = {
+    "variables": {
+        # what the variable is computed from, and where the model holds it
+        "v": {"from": ["tokens"], "site": "L0H0@END", "means": "..."},
+    },
+    "answer": {"from": ["v"]},
+    # optional claims such as {"head": "L0H0", "query": "5..9", "key": "p-1"}
+    "attention": [],
+}
+
+
+def v(tokens):  # one row per input
+    raise NotImplementedError("your variable")
+
+
+def answer(v):  # LongTensor [n, k] of class ids, computed from the variables only
+    raise NotImplementedError("your algorithm")
+'''
+with open("my_hypothesis.py", "w") as f:
+    f.write(TEMPLATE)
+print(open("my_hypothesis.py").read())
+"""
+
+
 def starter_notebook(puzzle: Puzzle) -> nbformat.NotebookNode:
     """Load the model, run it with a cache, check its accuracy, plot an attention pattern."""
     cells = [
@@ -100,19 +166,28 @@ def starter_notebook(puzzle: Puzzle) -> nbformat.NotebookNode:
             "**Format v2: say how it works.** Add a literal `HYPOTHESIS` naming the variables of "
             "your algorithm and the model site holding each (`'L0H1@END'`, `'resid_post L0 @ 3..5'`), "
             "one function per variable and an `answer` function. The verifier patches each site "
-            "from another input and checks the model's answer changes the way your algorithm's "
-            "does (IIA per variable). Template (see the README for the full format):\n\n"
-            "```python\n"
-            "HYPOTHESIS = {\n"
-            "    'variables': {'v': {'from': ['tokens'], 'site': 'L0H0@END'}},\n"
-            "    'answer': {'from': ['v']},\n"
-            "    'attention': [{'head': 'L0H0', 'query': 'END', 'key': 'p-1'}],\n"
-            "}\n"
-            "def v(tokens): ...        # one row per input\n"
-            "def answer(v): ...        # LongTensor [n, k] of class ids\n"
-            "```\n\n"
-            f"`circuitboard verify solution.py --puzzle {puzzle.slug}` prints the per-claim table "
-            "(holds / partly / does not hold) on the public seed."
+            "from another input (the *source*) while the model reads the *base* input, and checks "
+            "that the model's answer changes the way your algorithm's does when that variable is "
+            "set to its source value: the interchange intervention accuracy (IIA) per variable. "
+            "The next cell does one such intervention by hand, to try a site before writing it down."
+        ),
+        v4.new_code_cell(INTERCHANGE_CELL.strip()),
+        v4.new_markdown_cell(
+            "Then write the hypothesis down in a file. Sites are named places only (a head or an "
+            "MLP at positions, the residual stream at a layer and positions): no learned maps. The "
+            "verifier runs your functions in a sandbox, so the file must not import this kit."
+        ),
+        v4.new_code_cell(TEMPLATE_CELL.strip()),
+        v4.new_markdown_cell(
+            "Fill in the functions, then check the file offline on the public seed:\n\n"
+            f"    circuitboard verify my_hypothesis.py --puzzle {puzzle.slug}\n\n"
+            "It prints the same per-claim table as the server's verdict: each variable's IIA "
+            "(where your algorithm says the answer changes / stays), the share of its site's effect "
+            "kept under causal scrubbing, and *holds / partly / does not hold* with the kind of "
+            "input where a claim fails; then all variables together and each attention claim. "
+            "`--json` gives the per-variable IIA under `checks.causal.details.iia`, `--plot out.png` "
+            "the IIA bars. The server checks the same file on a secret seed. The README's "
+            '"Format v2" section has a worked example.'
         ),
     ]
     nb = v4.new_notebook(cells=cells)

@@ -15,7 +15,26 @@ import pytest
 from fakes.slack import fake_slack  # noqa: F401  (fixture: the fake Slack Web API server)
 
 POSTGRES_URL = os.environ.get("CIRCUITBOARD_TEST_POSTGRES_URL")
-REDIS_URL = os.environ.get("CIRCUITBOARD_TEST_REDIS_URL")
+
+
+def _redis_url_for_this_worker(url: str | None) -> str | None:
+    """Each pytest-xdist worker flushes its own Redis database: the given index plus its number.
+
+    PostgreSQL needs nothing alike: every test gets a database of its own (``postgres_url``).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker.startswith("gw"):
+        return url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    index = int(parts.path.strip("/") or 0) + int(worker.removeprefix("gw"))
+    if index > 15:
+        raise RuntimeError(f"Redis database {index} for {worker}: pick a lower index in {url}")
+    return parts._replace(path=f"/{index}").geturl()
+
+
+REDIS_URL = _redis_url_for_this_worker(os.environ.get("CIRCUITBOARD_TEST_REDIS_URL"))
 
 NO_POSTGRES = "PostgreSQL NOT TESTED: set CIRCUITBOARD_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
 NO_REDIS = "Redis NOT TESTED: set CIRCUITBOARD_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"

@@ -119,6 +119,16 @@ def _render_calibration(doc: dict) -> None:
                 f"{block['pass_rate_upper95']:.1%}",
             )
         Console(width=120).print(rows)
+    causal = doc.get("causal")
+    if causal:
+        t, ref = causal["thresholds"], causal["reference_passes"]
+        wrong = causal["wrong_claims_holding"]
+        typer.echo(
+            f"causal ({causal['n_seeds']} seeds): holds at IIA >= {t['causal_holds']:.3f}, partly "
+            f">= {t['causal_partly']:.3f}; attention {t['attention_holds']:.3f}; scrubbing "
+            f"{t['causal_scrub_holds']:.3f}; reference holds on {ref['k']}/{ref['n']} seeds, "
+            f"{wrong['k']} of {wrong['n']} wrong claims hold"
+        )
     typer.echo("")
 
 
@@ -134,11 +144,20 @@ def calibrate(
     write: bool = typer.Option(
         True, "--write/--dry-run", help="Write calibration.json and the thresholds in puzzle.toml."
     ),
+    causal_only: bool = typer.Option(
+        False,
+        "--causal-only",
+        help="Only the causal thresholds: the reference hypothesis against the wrong ones.",
+    ),
 ) -> None:
     """Score the reference and the baselines over many seeds; set thresholds from the bounds."""
     p = _puzzle(slug)
     import sys
     import time
+
+    if causal_only:
+        _calibrate_causal(p, seeds, write)
+        return
 
     from rich.progress import Progress
 
@@ -182,6 +201,51 @@ def calibrate(
             "rule on every seed; see calibration.json",
             err=True,
         )
+        raise typer.Exit(1)
+
+
+def _calibrate_causal(p, seeds: int, write: bool) -> None:
+    """The ``causal`` section alone (calibration.json keeps its other sections)."""
+    import json
+
+    from puzzles.verify.calibration import load_calibration, write_calibration
+    from puzzles.verify.causal_calibration import WRONG, calibrate_causal, toml_values
+
+    if not (p.path / "hypothesis.py").is_file() or p.slug not in WRONG:
+        typer.echo(
+            f"{p.slug} has no reference hypothesis with wrong variants to calibrate", err=True
+        )
+        raise typer.Exit(2)
+    section = calibrate_causal(p, n_seeds=seeds)
+    typer.echo(
+        json.dumps(
+            {
+                k: section[k]
+                for k in (
+                    "iia",
+                    "attention",
+                    "scrubbing",
+                    "thresholds",
+                    "reference_passes",
+                    "wrong_claims_holding",
+                )
+            },
+            indent=2,
+        )
+    )
+    values = toml_values(section)
+    if write:
+        old = load_calibration(p)
+        if old is None:
+            typer.echo("no calibration.json yet: run the full calibration first", err=True)
+            raise typer.Exit(1)
+        path = write_calibration(p, {**old, "causal": section}, update_toml=False)
+        typer.echo(
+            f"wrote {path}"
+            + (" and the causal thresholds in puzzle.toml" if values else " (puzzle.toml kept)")
+        )
+    if values is None:
+        typer.echo("warning: the reference and the wrong hypotheses do not separate", err=True)
         raise typer.Exit(1)
 
 

@@ -3,6 +3,11 @@
 At most one best solution per round unless every best of that round is marked joint. The schema's
 partial unique index is the real guard (two admins racing); this module checks first so the
 admin gets a clear message, and maps the index's IntegrityError to the same message.
+
+A best solution must explain a mechanism: a submission that declares no variables (no format-v2
+``HYPOTHESIS``, hence no causal score: a task rule, a weight copy, any v1 file) cannot be credited
+best solution. The award is refused when the named submission, or every verified submission of the
+user in the round, has no causal score; an honourable mention stays possible.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.services import admins, users
-from storage.models import Credit, CreditKind, Round, Submission, utcnow
+from storage.models import (
+    Credit,
+    CreditKind,
+    Round,
+    Submission,
+    SubmissionStatus,
+    Verdict,
+    utcnow,
+)
 
 
 class CreditError(ValueError):
@@ -179,6 +192,10 @@ def award(
     bests = [c for c in existing if c.kind == CreditKind.BEST_SOLUTION]
     if kind == CreditKind.BEST_SOLUTION and bests and not (joint and all(c.joint for c in bests)):
         raise _second_best(round_id, bests)
+    if kind == CreditKind.BEST_SOLUTION:
+        _require_hypothesis(
+            session, round_id=round_id, user_id=user_id, submission_id=submission_id
+        )
 
     credit = Credit(
         round_id=round_id,
@@ -209,6 +226,60 @@ def award(
         details=details,
     )
     return credit
+
+
+# Cancelled and rejected submissions never rank, so they cannot make a user eligible either.
+_NEVER_RANK = (SubmissionStatus.CANCELLED, SubmissionStatus.REJECTED)
+
+
+def causal_score(verdict: Verdict | None) -> float | None:
+    """The verdict's causal score (format v2); None when the submission declared no variables."""
+    stored = (verdict.scores or {}) if verdict is not None else {}
+    value = (stored.get("scores") or {}).get("causal")
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _newest_verdict(submission: Submission) -> Verdict | None:
+    return max(submission.verdicts, key=lambda v: v.attempt, default=None)
+
+
+def _require_hypothesis(
+    session: Session, *, round_id: int, user_id: str, submission_id: int | None
+) -> None:
+    """Refuse a best solution whose submissions declare no variables (no causal score).
+
+    A named submission must have a verdict; a user with no verified submission in the round and
+    none named (a write-up judged on its own) is not refused.
+    """
+    if submission_id is not None:
+        candidates = [session.get(Submission, submission_id)]
+    else:
+        candidates = list(
+            session.scalars(
+                select(Submission).where(
+                    Submission.round_id == round_id,
+                    Submission.user_id == user_id,
+                    Submission.status.not_in(_NEVER_RANK),
+                )
+            )
+        )
+    verdicts = [v for v in (_newest_verdict(s) for s in candidates if s) if v is not None]
+    if submission_id is not None and not verdicts:
+        raise CreditError(
+            f"submission {submission_id} has no verdict yet, so no causal score: verify it first"
+        )
+    if not verdicts or any(causal_score(v) is not None for v in verdicts):
+        return
+    which = (
+        f"submission {submission_id} declares"
+        if submission_id is not None
+        else f"<@{user_id}>'s verified submissions for round {round_id} declare"
+    )
+    raise CreditError(
+        f"{which} no variables (no HYPOTHESIS, or one that could not be checked: no causal "
+        "score): a task rule, a copy of the weights or any v1 file cannot be the best solution. "
+        "Award an honourable mention, or ask for a format-v2 hypothesis and verify it."
+    )
 
 
 def _second_best(round_id: int, existing: list[Credit]) -> CreditError:

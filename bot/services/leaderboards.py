@@ -2,8 +2,9 @@
 
 Only the newest verdict of a submission counts (re-verification can raise or lower a rank). Ranks
 go by checks passed, then the verdict's quality score (``puzzles.verify.quality``: agreement,
-agreement on the model's mistakes, circuit faithfulness x minimality, compactness; not raw
-agreement, which a task rule or a weight copy earns too), then the earliest upload. During a round
+agreement on the model's mistakes, circuit faithfulness x minimality, the causal score of a v2
+hypothesis (0 for a file that declares no variables), compactness; not raw agreement, which a task
+rule or a weight copy earns too), then the earliest upload. During a round
 the quality built on the public held-out half ranks; the private half's is revealed, and ranks by,
 once the round is closed, so nobody can tune a solution to the numbers shown.
 """

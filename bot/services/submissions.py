@@ -194,16 +194,6 @@ def _last_verdict_attempt(submission_id: Any) -> Any:
     )
 
 
-def run_attempts(*, session: Session, submission_id: int) -> int:
-    """Attempts used by the current run: those since the last recorded verdict."""
-    row = session.execute(
-        select(Submission.attempts, _last_verdict_attempt(Submission.id)).where(
-            Submission.id == submission_id
-        )
-    ).one()
-    return int(row[0]) - int(row[1])
-
-
 # -- creating -------------------------------------------------------------------------------
 
 

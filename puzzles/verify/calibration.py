@@ -326,6 +326,10 @@ def calibrate(
         target_pass_rate=TARGET_PASS_RATE,
         confidence=CONFIDENCE,
     )
+    from puzzles.verify.causal_calibration import WRONG, calibrate_causal
+
+    if (puzzle.path / "hypothesis.py").is_file() and puzzle.slug in WRONG:
+        doc["causal"] = calibrate_causal(puzzle, n_seeds=n_seeds)
     return doc
 
 
@@ -447,13 +451,24 @@ def _circuit_report(
 
 def write_calibration(puzzle: Puzzle, doc: dict[str, Any], *, update_toml: bool = True) -> Path:
     """Write calibration.json beside the puzzle and, by default, the replication thresholds
-    into puzzle.toml's ``[verify]`` table."""
-    path = puzzle.path / "calibration.json"
-    path.write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
-    if update_toml:
-        from puzzles.training import set_toml_values
+    into puzzle.toml's ``[verify]`` table; the causal thresholds go there whenever their own
+    section separates (``causal_calibration.toml_values``)."""
+    from puzzles.training import set_toml_values
+    from puzzles.verify.causal_calibration import toml_values
 
-        toml_path = puzzle.path / "puzzle.toml"
+    path = puzzle.path / "calibration.json"
+    old = load_calibration(puzzle) or {}
+    if "causal" not in doc and "causal" in old:  # a run without the causal part keeps it
+        doc = {**doc, "causal": old["causal"]}
+    path.write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
+    toml_path = puzzle.path / "puzzle.toml"
+    causal = toml_values(doc.get("causal"))
+    if causal:
+        toml_path.write_text(
+            set_toml_values(toml_path.read_text(encoding="utf-8"), "verify", causal),
+            encoding="utf-8",
+        )
+    if update_toml:
         values = {key: entry["value"] for key, entry in doc["thresholds"].items()}
         toml_path.write_text(
             set_toml_values(toml_path.read_text(encoding="utf-8"), "verify", values),

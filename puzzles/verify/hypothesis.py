@@ -369,9 +369,47 @@ def parse_hypothesis(
         for item in inputs:
             if item != "tokens" and item not in specs:
                 raise HypothesisError(f"{owner} reads {item!r}, which is not a declared variable")
+    _refuse_trivial_sites(specs, n_layers=n_layers, seq_len=seq_len)
     ordered = _topological(specs)
     claims = _attention(declaration.get("attention", []), **shape)
     return Hypothesis(ordered, answer_inputs, answer_function, claims)
+
+
+def _refuse_trivial_sites(specs: dict[str, Variable], *, n_layers: int, seq_len: int) -> None:
+    """Refuse sites where any algorithm's variables would 'hold': the input, the output, or the
+    whole residual stream at one point (a complete cut of the model).
+
+    Patching the input embedding is running the model on the source's tokens, and patching the
+    last residual stream is setting its output: a task rule declaring ``tokens_copy`` there gets
+    an IIA equal to its agreement with the model. Likewise the residual stream at every position
+    (position 0, the same start token in every input, aside) carries everything downstream of it.
+    """
+    whole: dict[int, set[int]] = {}
+    final = 2 * n_layers
+    for var in specs.values():
+        for site in var.sites:
+            where = f"variable {var.name!r}, site {site.name!r}"
+            if site.kind == "resid_pre" and site.layer == 0:
+                raise HypothesisError(
+                    f"{where}: the residual stream before layer 0 is the input embedding, which "
+                    "the model computes nothing in; place the variable where a head, an MLP or a "
+                    "later residual stream computes it"
+                )
+            if site.kind in RESID_KINDS and site.stage == final:
+                raise HypothesisError(
+                    f"{where}: the residual stream after the last layer is the model's output; "
+                    "place the variable where a component computes it"
+                )
+            if site.kind in RESID_KINDS and site.direction is None:
+                whole.setdefault(site.stage, set()).update(site.positions)
+    for stage, positions in whole.items():
+        if set(range(1, seq_len)) <= positions:
+            raise HypothesisError(
+                f"the residual stream at stage {stage} (after {stage // 2} layers"
+                f"{' and an attention sublayer' if stage % 2 else ''}) is claimed at every "
+                "position: that is the model's whole state there, where any algorithm's variables "
+                "would hold; claim fewer positions, components, or a direction"
+            )
 
 
 def _topological(specs: dict[str, Variable]) -> list[Variable]:

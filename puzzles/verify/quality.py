@@ -3,7 +3,7 @@
 Raw agreement with the model rewards the task rule and a copy of the weights as much as an
 explanation, so the score weighs what only understanding earns:
 
-    quality = 0.25 A + 0.35 M + 0.25 C + 0.15 K        (each term in [0, 1])
+    quality = 0.20 A + 0.25 M + 0.20 C + 0.25 H + 0.10 K        (each term in [0, 1])
 
 - A: agreement with the model on the held-out set (its public half while a round is open, the
   private half once it closes);
@@ -11,6 +11,10 @@ explanation, so the score weighs what only understanding earns:
   rule scores 0 here;
 - C: circuit faithfulness clipped to [0, 1] times minimality (the share of the circuit's
   components that matter), 0 without a circuit check;
+- H: the causal score of a format-v2 hypothesis: its interchange intervention accuracy with all
+  variables intervened together, chance-corrected (``2 IIA - 1``: balanced IIA is 0.5 for a site
+  that does nothing), times the share of its claims that hold. A file that declares no variables
+  (a task rule, a weight copy, any v1 file) gets 0: it explains no mechanism;
 - K: compactness, ``1 / (1 + bytes / 2048)`` of the submission's description length (compressed
   normalised code) when the verdict reports one; without it the other weights are rescaled to 1.
 
@@ -19,12 +23,18 @@ A missing mistakes score (a seed on which the model made none) counts as A.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from puzzles.verify.verdict import Verdict
+    from puzzles.verify.verdict import CheckResult, Verdict
 
-WEIGHTS = {"agreement": 0.25, "mistakes": 0.35, "circuit": 0.25, "compactness": 0.15}
+WEIGHTS = {
+    "agreement": 0.20,
+    "mistakes": 0.25,
+    "circuit": 0.20,
+    "causal": 0.25,
+    "compactness": 0.10,
+}
 COMPACTNESS_SCALE_BYTES = 2048
 
 
@@ -38,6 +48,24 @@ def compactness_term(description_bytes: float | None) -> float | None:
     return 1.0 / (1.0 + max(0.0, float(description_bytes)) / COMPACTNESS_SCALE_BYTES)
 
 
+def causal_term(iia_all: float | None, claims_held: float = 1.0) -> float:
+    """H: chance-corrected IIA of all variables together times the share of claims that hold."""
+    return _clip(2.0 * _clip(iia_all) - 1.0) * _clip(claims_held)
+
+
+def causal_score(check: CheckResult | None) -> float | None:
+    """H of a verdict's causal check; None when the submission declared no variables."""
+    if check is None:
+        return None
+    details: dict[str, Any] = check.details or {}
+    statuses = [row.get("status") for row in details.get("variables", {}).values()]
+    statuses += [row.get("status") for row in details.get("attention", [])]
+    if details.get("all_variables"):
+        statuses.append(details["all_variables"].get("status"))
+    held = sum(s == "holds" for s in statuses) / len(statuses) if statuses else 0.0
+    return causal_term(details.get("iia_all"), held)
+
+
 def quality(
     *,
     agreement: float | None,
@@ -45,14 +73,19 @@ def quality(
     faithfulness: float | None,
     minimality: float | None,
     description_bytes: float | None = None,
+    causal: float | None = None,
 ) -> float | None:
-    """The documented quality score; None when there is no agreement to build it on."""
+    """The documented quality score; None when there is no agreement to build it on.
+
+    ``causal`` is H (:func:`causal_score`); None (no hypothesis declared) counts as 0.
+    """
     if agreement is None:
         return None
     terms = {
         "agreement": _clip(agreement),
         "mistakes": _clip(agreement if on_mistakes is None else on_mistakes),
         "circuit": _clip(faithfulness) * _clip(minimality),
+        "causal": _clip(causal),
     }
     k = compactness_term(description_bytes)
     if k is not None:
@@ -75,6 +108,7 @@ def verdict_quality(verdict: Verdict) -> tuple[float | None, float | None]:
         "faithfulness": cdetails.get("faithfulness"),
         "minimality": cdetails.get("minimality"),
         "description_bytes": compact if isinstance(compact, int | float) else None,
+        "causal": causal_score(verdict.checks.get("causal")),
     }
     public = quality(agreement=details.get("agreement_public"), **common)
     private = quality(agreement=details.get("agreement_private"), **common)

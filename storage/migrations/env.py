@@ -101,6 +101,10 @@ def run_migrations() -> None:
         return
 
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError(
+            "no sqlalchemy.url: run migrations through storage.migrate or alembic.ini"
+        )
     path = sqlite_path(url)
     if path is not None:  # `alembic ...` run by hand against a fresh data dir
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,11 +77,12 @@ class World:
         user_id: str,
         *,
         hours: float = 1,
-        verdicts: list[tuple[int, bool, float | None, float | None]] = (),
+        verdicts: list[tuple] = (),
         status: SubmissionStatus | None = None,
         writeup_url: str | None = None,
     ) -> Submission:
-        """A submission ``hours`` after the round opened with verdicts (checks, passed, public, private)."""
+        """A submission ``hours`` after the round opened with verdicts (checks, passed, public,
+        private[, causal]): see :meth:`verdict`."""
         self.user(user_id)
         self._blobs += 1
         sha = hashlib.sha256(str(self._blobs).encode()).hexdigest()
@@ -109,7 +110,10 @@ class World:
         passed: bool,
         public: float | None,
         private: float | None = None,
+        causal: float | None = 0.9,
     ) -> Verdict:
+        """``causal``: the verdict's causal score (a format-v2 hypothesis); None for a file that
+        declares no variables (such a submission cannot be credited best solution)."""
         attempt = 1 + max((v.attempt for v in submission.verdicts), default=0)
         v = Verdict(
             submission_id=submission.id,
@@ -118,6 +122,7 @@ class World:
             checks_passed=checks,
             public_score=public,
             private_score=private,
+            scores={} if causal is None else {"scores": {"causal": causal}},
             created_at=submission.created_at + timedelta(minutes=attempt),
         )
         self.session.add(v)

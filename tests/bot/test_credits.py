@@ -7,7 +7,7 @@ from leaderboard_support import World
 from sqlalchemy import event, select
 
 from bot.services import credits, leaderboards
-from storage.models import Admin, AuditLog, CreditKind
+from storage.models import Admin, AuditLog, CreditKind, SubmissionStatus
 
 
 @pytest.fixture
@@ -155,3 +155,30 @@ def test_a_racing_second_best_hits_the_index_and_gets_the_same_message(postgres_
         assert [c.user_id for c in held] == ["UFIRST"]
     finally:
         world.close()
+
+
+def test_a_submission_that_declares_no_variables_cannot_be_best_solution(world):
+    """A task rule / weight copy / v1 file has no causal score: refused as best, fine as mention."""
+    r = world.round()
+    rule = world.submit(r, "URULE", verdicts=[(2, True, 0.99, 0.99, None)])
+    with pytest.raises(credits.CreditError, match="declare no variables .*honourable mention"):
+        _award(world, "URULE", round_id=r.id)
+    with pytest.raises(credits.CreditError, match=f"submission {rule.id} declares no variables"):
+        _award(world, "URULE", round_id=r.id, submission_id=rule.id)
+    assert _award(world, "URULE", "mention", round_id=r.id).kind == CreditKind.HONOURABLE_MENTION
+    queued = world.submit(r, "UQUEUED")
+    with pytest.raises(credits.CreditError, match="no verdict yet"):
+        _award(world, "UQUEUED", round_id=r.id, submission_id=queued.id)
+    # Only the newest verdict counts: a re-verification that lost the hypothesis loses the right.
+    v2 = world.submit(r, "UV2", verdicts=[(3, True, 0.9, 0.9, 0.93)])
+    world.verdict(v2, 2, True, 0.9, 0.9, None)
+    with pytest.raises(credits.CreditError, match="declares no variables"):
+        _award(world, "UV2", round_id=r.id, submission_id=v2.id)
+    # A cancelled submission with a hypothesis does not count; another verified one does.
+    world.submit(
+        r, "UV2", hours=3, verdicts=[(3, True, 0.9, 0.9, 0.95)], status=SubmissionStatus.CANCELLED
+    )
+    with pytest.raises(credits.CreditError, match="UV2>'s verified submissions"):
+        _award(world, "UV2", round_id=r.id)
+    world.submit(r, "UV2", hours=2, verdicts=[(3, True, 0.9, 0.9, 0.95)])
+    assert _award(world, "UV2", round_id=r.id).kind == CreditKind.BEST_SOLUTION

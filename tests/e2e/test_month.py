@@ -148,6 +148,14 @@ def system(request, tmp_path, monkeypatch, fake_slack):
     return settings, n_workers
 
 
+def _reference_with_hypothesis(slug: str) -> bytes:
+    """The reference hypothesis, then the reference solution (its ``predict`` and ``CIRCUIT`` win):
+    a winning file must declare variables to be credited best solution."""
+    puzzle = get_puzzle(slug)
+    hypothesis = (puzzle.path / "hypothesis.py").read_bytes()
+    return hypothesis + b"\n\n" + puzzle.solution_path.read_bytes()
+
+
 @pytest.mark.timeout(600)
 def test_a_whole_month_through_slack(system, fake_slack, tmp_path) -> None:
     settings, n_workers = system
@@ -213,7 +221,7 @@ def test_a_whole_month_through_slack(system, fake_slack, tmp_path) -> None:
 
         # Three users DM the bot their files, now (the middle of the month).
         uploads = {
-            ALICE: ("solution.py", get_puzzle(PUZZLE).solution_path.read_bytes()),
+            ALICE: ("solution.py", _reference_with_hypothesis(PUZZLE)),
             BOB: ("my_palindromes.py", WRONG),
             MALLORY: ("totally_fine.py", HOSTILE),
         }

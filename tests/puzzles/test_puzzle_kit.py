@@ -46,6 +46,21 @@ def test_kit_notebook_executes(tmp_path, monkeypatch) -> None:
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "accuracy 0.9" in text or "accuracy 1.0" in text
+    # Format v2: the hand-made interchange runs, and the template it writes is a valid hypothesis.
+    assert "IIA of the empty claim: 1.00" in text
+    from puzzles.verify.hypothesis import find_declaration, parse_hypothesis
+
+    template = (tmp_path / "kit" / "my_hypothesis.py").read_text()
+    hypothesis = parse_hypothesis(
+        find_declaration(template),
+        n_layers=2,
+        n_heads=2,
+        attn_only=True,
+        seq_len=22,
+        d_model=28,
+        d_head=14,
+    )
+    assert [v.name for v in hypothesis.variables] == ["v"]
 
 
 def test_kit_refuses_tampered_weights(tmp_path) -> None:

@@ -108,7 +108,12 @@ def test_revoking_the_best_solution_frees_the_slot(session: Session, seed: Seed)
     session.commit()
     first.revoked_at, first.revoked_by = OPENS, "UADMIN"
     session.add(_best(seed, note="the real winner"))
-    session.commit()
+    session.commit()  # the unique index counts unrevoked bests only
+    credits = session.scalars(select(Credit).order_by(Credit.id)).all()
+    assert [(c.revoked_at is not None, c.note) for c in credits] == [
+        (True, first.note),
+        (False, "the real winner"),
+    ]
 
 
 def test_another_round_may_have_its_own_best(session: Session, seed: Seed) -> None:
@@ -121,7 +126,9 @@ def test_another_round_may_have_its_own_best(session: Session, seed: Seed) -> No
     session.add_all([_best(seed), other])
     session.flush()
     session.add(_best(seed, round_id=other.id))
-    session.commit()
+    session.commit()  # the single-best rule is per round
+    rounds = session.scalars(select(Credit.round_id).order_by(Credit.round_id)).all()
+    assert rounds == [seed.round.id, other.id]
 
 
 def test_bad_enum_value_is_rejected_by_the_orm(session: Session, seed: Seed) -> None:

@@ -25,7 +25,9 @@ def _configure(monkeypatch, *, database_url: str, broker_url: str, **extra: str)
     env = {
         "CIRCUITBOARD_DATABASE_URL": database_url,
         "CIRCUITBOARD_BROKER_URL": broker_url,
-        "CIRCUITBOARD_LEASE_SECONDS": "3",
+        # short enough that a killed worker's job is retaken within seconds, long enough that a
+        # live worker on a machine at load 20 still renews it (every lease/4 s) before it expires
+        "CIRCUITBOARD_LEASE_SECONDS": "10",
         "CIRCUITBOARD_TASK_TIME_LIMIT": "60",
         "CIRCUITBOARD_VERIFY_OVERRIDES": SMALL_VERIFY,
         "CIRCUITBOARD_DAILY_SUBMISSION_LIMIT": "1000",

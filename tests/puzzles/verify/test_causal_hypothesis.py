@@ -64,6 +64,37 @@ def test_direction_is_normalised_and_sized() -> None:
         (_hyp(attention=[{"head": "L0H0", "query": "3", "key": "p+1"}]), "attention is causal"),
         (_hyp(attention=[{"head": "L0H0", "query": "3", "key": "__import__('os')"}]), "may use p"),
         (_hyp(extra=1), "unknown keys"),
+        # sites where any algorithm would hold: the input, the output, the whole state
+        (
+            _hyp(variables={"a": {"from": ["tokens"], "site": "resid_pre L0 @ *"}}, answer=["a"]),
+            "input embed",
+        ),
+        (
+            _hyp(variables={"a": {"from": ["tokens"], "site": "resid_pre L0 @ 3"}}, answer=["a"]),
+            "input embed",
+        ),
+        (
+            _hyp(
+                variables={"a": {"from": ["tokens"], "site": "resid_post L1 @ END"}}, answer=["a"]
+            ),
+            "output",
+        ),
+        (
+            _hyp(
+                variables={"a": {"from": ["tokens"], "site": "resid_post L0 @ 1..21"}}, answer=["a"]
+            ),
+            "whole",
+        ),
+        (
+            _hyp(
+                variables={
+                    "a": {"from": ["tokens"], "site": "resid_pre L1 @ 1..10"},
+                    "b": {"from": ["a"], "site": "resid_post L0 @ 11..21"},
+                },
+                answer=["b"],
+            ),
+            "whole state",
+        ),
     ],
 )
 def test_bad_declarations_say_why(decl, message) -> None:

@@ -1,0 +1,110 @@
+"""The four_digit_sum reference hypothesis holds on secret seeds (per-variable IIA in the verdict
+JSON); each kind of wrong hypothesis fails, naming the claim that does not hold. The wrong
+hypotheses are the ones the causal calibration measures (``causal_calibration.WRONG``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from puzzles.catalog import get_puzzle
+from puzzles.models import load_task
+from puzzles.verify import verify_submission
+from puzzles.verify.ablation import AblationEngine
+from puzzles.verify.causal_calibration import WRONG, mutate
+from puzzles.verify.causal_check import HOLDS
+from puzzles.verify.causal_section import check_trusted
+from puzzles.verify.engine import _model
+
+POOL = 600
+VARIABLES = {"pair0", "pair1", "pair2", "pair3"}
+
+
+@pytest.fixture(scope="module")
+def four_digit_sum():
+    torch.set_num_threads(1)  # small models: threads only contend on a shared box
+    puzzle = get_puzzle("four_digit_sum")
+    model, task = _model(puzzle, "cpu"), load_task(puzzle)
+    engines = {}
+
+    def check(source: str, seed: int):
+        if seed not in engines:
+            with torch.no_grad():
+                engines[seed] = AblationEngine(
+                    model, task.generate(POOL, seed), answer_positions=task.ANSWER_POSITIONS
+                )
+        return check_trusted(source, engines[seed], task, dict(puzzle.verify), seed=seed)
+
+    return puzzle, check, (puzzle.path / "hypothesis.py").read_text()
+
+
+@pytest.mark.parametrize("seed", [101, 202, 303, 404, 505])
+def test_reference_hypothesis_holds_on_secret_seeds(four_digit_sum, seed) -> None:
+    puzzle, check, reference = four_digit_sum
+    result = check(reference, seed)
+    assert result.passed, result.message
+    details = json.loads(json.dumps(result.to_json()))["details"]  # as the verdict JSON has it
+    assert set(details["iia"]) == VARIABLES
+    holds = details["thresholds"]["holds"]
+    assert holds == puzzle.verify["causal_holds"]  # the calibrated bar, not the default
+    assert all(value >= holds for value in details["iia"].values())
+    assert details["all_variables"]["status"] == HOLDS
+    assert details["attention"][0]["status"] == HOLDS
+    for row in details["variables"].values():  # pairs really differ and change the answer
+        assert row["pairs_answer_changes"] >= 100
+
+
+@pytest.mark.parametrize(
+    ("kind", "failing", "edits"),
+    WRONG["four_digit_sum"],
+    ids=[w[0] for w in WRONG["four_digit_sum"]],
+)
+def test_wrong_hypotheses_fail(four_digit_sum, kind, failing, edits) -> None:
+    _, check, reference = four_digit_sum
+    result = check(mutate(reference, edits), 101)
+    assert not result.passed, result.message
+    if failing == "attention":
+        assert result.details["attention"][0]["status"] != HOLDS
+        assert all(r["status"] == HOLDS for r in result.details["variables"].values())
+    else:
+        assert result.details["variables"][failing]["status"] != HOLDS, result.message
+    assert "does not hold" in result.message or "partly" in result.message
+
+
+def test_the_calibrated_bar_sits_between_the_wrong_and_the_reference() -> None:
+    puzzle = get_puzzle("four_digit_sum")
+    section = json.loads((puzzle.path / "calibration.json").read_text())["causal"]
+    assert section["thresholds"]["causal_holds"] == puzzle.verify["causal_holds"]
+    assert section["reference_passes"]["k"] == section["reference_passes"]["n"] >= 60
+    assert section["wrong_claims_holding"]["k"] == 0
+    assert section["iia"]["separates"] and section["attention"]["separates"]
+
+
+def test_each_applicable_wrong_kind_is_covered() -> None:
+    kinds = {kind for kind, _, _ in WRONG["four_digit_sum"]}
+    assert kinds == {"wrong-site", "roles-swapped", "not-computed", "false-attention"}
+
+
+def test_swapped_roles_fail_both_claims(four_digit_sum) -> None:
+    _, check, reference = four_digit_sum
+    edits = dict((w[0], w[2]) for w in WRONG["four_digit_sum"])["roles-swapped"]
+    result = check(mutate(reference, edits), 202)
+    statuses = {name: row["status"] for name, row in result.details["variables"].items()}
+    assert statuses["pair0"] != HOLDS and statuses["pair3"] != HOLDS, result.message
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
+def test_reference_hypothesis_end_to_end_has_per_variable_iia() -> None:
+    puzzle = get_puzzle("four_digit_sum")
+    source = (puzzle.path / "hypothesis.py").read_bytes()
+    data = verify_submission(
+        source, "hypothesis.py", puzzle, seed=4242, heldout_size=1000
+    ).to_json()
+    causal = data["checks"]["causal"]
+    assert causal["passed"], causal["message"]
+    assert set(causal["details"]["iia"]) == VARIABLES
+    assert data["scores"]["causal"] == causal["details"]["iia_all"]
+    assert "| `pair0` | `resid_post L0 @5 + L0H0@9" in data["report_md"]
