@@ -94,13 +94,25 @@ def _warm_up(settings: Settings) -> None:
 
 
 def _load_models(slugs: list[str], settings: Settings) -> None:
-    from puzzles.verify.engine import preload_model
+    from puzzles.verify.engine import preload_hard_set, preload_model
 
     for slug in slugs:
         try:
             preload_model(_puzzle(slug, settings), worker_device())
         except Exception:  # the job loads it again and reports a real problem itself
             log.warning("could not preload the model of %s", slug, exc_info=True)
+    try:
+        with session_scope(_session_factory(settings)) as session:
+            open_rounds = _open_rounds(session)
+    except Exception:  # no database yet (a worker started before `db upgrade`): the job mines it
+        log.warning("could not list the open rounds to mine their hard sets", exc_info=True)
+        return
+    for round_id, slug in open_rounds:
+        try:
+            seed = hard_set_seed(settings, slug, round_id)
+            preload_hard_set(_puzzle(slug, settings), seed=seed, device=worker_device())
+        except Exception:
+            log.warning("could not mine the hard set of round %s", round_id, exc_info=True)
 
 
 def worker_device() -> str:
@@ -111,6 +123,24 @@ def worker_device() -> str:
 
         _device = "cuda" if torch.cuda.is_available() else "cpu"
     return _device
+
+
+def _open_rounds(session: Session) -> list[tuple[int, str]]:
+    """(round id, puzzle slug) of every open round."""
+    from sqlalchemy import select
+
+    from storage.models import PuzzleVersion, Round, RoundStatus
+
+    query = select(Round.id, PuzzleVersion.slug).join(Round.puzzle_version)
+    return [
+        (rid, slug) for rid, slug in session.execute(query.where(Round.status == RoundStatus.OPEN))
+    ]
+
+
+def hard_set_seed(settings: Settings, slug: str, round_id: int) -> int:
+    """The hard set's secret seed: one per round, so a worker mines it once per round (seconds
+    of forward passes) and every submission of the round is checked on the same mined set."""
+    return secret_seed(settings, slug, salt=f"round:{round_id}:hardset")
 
 
 def secret_seed(settings: Settings, slug: str, *, salt: str = "") -> int:
@@ -426,7 +456,8 @@ def run_verification(
             source = submissions.read_content(session=session, submission=row)
             filename = row.filename
             slug = row.round.puzzle_version.slug
-            salt = f"round:{row.round_id}:submission:{row.id}"
+            round_id = row.round_id
+            salt = f"round:{round_id}:submission:{row.id}"
         from puzzles.verify import verify_submission
 
         puzzle = _puzzle(slug, settings)
@@ -435,6 +466,7 @@ def run_verification(
             filename,
             puzzle,
             seed=secret_seed(settings, slug, salt=salt),
+            hard_seed=hard_set_seed(settings, slug, round_id),
             device=worker_device(),
             sandbox=not settings.unsafe_no_sandbox,
             progress=progress,

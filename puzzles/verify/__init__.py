@@ -45,6 +45,7 @@ def verify_submission(
     pool: SandboxPool | None = None,
     limits: SandboxLimits | None = None,
     heldout_size: int | None = None,
+    hard_seed: int | None = None,
 ) -> Verdict:
     """Verify an uploaded file against a puzzle; see :func:`puzzles.verify.engine.verify_submission`."""
     from puzzles.verify.engine import verify_submission as _verify
@@ -60,4 +61,5 @@ def verify_submission(
         pool=pool,
         limits=limits,
         heldout_size=heldout_size,
+        hard_seed=hard_seed,
     )

@@ -81,6 +81,11 @@ def preload_model(puzzle: Puzzle, device: str = "cpu") -> None:
     _model(puzzle, device)
 
 
+def preload_hard_set(puzzle: Puzzle, *, seed: int, device: str = "cpu") -> None:
+    """Mine (and cache) the hard set for ``seed`` now, so a round's first job does not."""
+    hard_set(puzzle, load_task(puzzle), _model(puzzle, device), seed=seed, device=device)
+
+
 def hard_set(puzzle: Puzzle, task: Any, model: Any, *, seed: int, device: str = "cpu") -> HardSet:
     """The puzzle's hard set for ``seed``, mined from ``model`` (cached per model and seed)."""
 
@@ -114,9 +119,14 @@ def verify_submission(
     pool: SandboxPool | None = None,
     limits: SandboxLimits | None = None,
     heldout_size: int | None = None,
+    hard_seed: int | None = None,
 ) -> Verdict:
     """Verify one upload against ``puzzle``. Bad input of any kind gives a failed Verdict with
     ``error`` set; only infrastructure problems raise (``SandboxUnavailable``, missing weights).
+
+    ``hard_seed`` (default: ``seed``) draws the hard set mined from the model; a worker passes one
+    per round, so the set is mined once per round and process (then cached) while each
+    submission still gets its own held-out draw from ``seed``.
 
     ``pool`` hands out pre-started sandboxes (one per submission); ``limits`` and ``heldout_size``
     override the puzzle's settings (tests use small ones).
@@ -184,7 +194,8 @@ def verify_submission(
         n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
         heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
         edge = task.edge_cases()
-        hard_seed = public_seed(puzzle) if seed is None else seed
+        if hard_seed is None:
+            hard_seed = public_seed(puzzle) if seed is None else seed
         hard = hard_set(puzzle, task, model, seed=hard_seed, device=device)
         n_hard = int(hard.tokens.shape[0])
         tokens = torch.cat([heldout, edge, hard.tokens]).long()

@@ -86,6 +86,17 @@ def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
     )
     published = datetime.now(UTC)
     assert run_verification(sid, settings=settings, enqueued_at=published) == "verified"
+    # the hard set is the round's (mined once per round and process), the held-out draw the
+    # submission's own
+    from puzzles.verify import hardset
+
+    with session_scope(slack_app.factory) as session:
+        round_id = session.get(Submission, sid).round_id
+    round_seed = jobs.hard_set_seed(settings, "palindromes", round_id)
+    assert any(key[-3] == round_seed for key in hardset._CACHE)
+    assert round_seed != jobs.secret_seed(
+        settings, "palindromes", salt=f"round:{round_id}:submission:{sid}"
+    )
     slack_app.fake.wait_for(
         "chat.postMessage", lambda c: "Verdict for submission" in str(c.args), timeout=60
     )
