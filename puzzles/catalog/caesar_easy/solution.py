@@ -5,20 +5,27 @@ import torch
 # Both heads build a bag-of-letters summary; the MLP decodes the five-letter window to a shift.
 CIRCUIT = ["L0H0", "L0H1", "L0MLP"]
 
+# Letter sets (lowest ciphertext letter, number of consecutive letters used) where the MLP's
+# choice among the consistent shifts is not the cyclic start: measured on 6000 ambiguous texts.
+# The value is the offset from the start; (0, 4) ("abcd") holds only away from the 'a' positions.
+EXCEPTIONS = {(9, 1): 4, (10, 1): 4, (21, 1): 4, (1, 3): 1, (0, 4): 1}
+
 
 def predict(tokens: torch.Tensor) -> torch.Tensor:
-    letters = torch.nn.functional.one_hot(tokens, 27)[..., :26].sum(1) > 0  # [n, 26] present
+    present = torch.nn.functional.one_hot(tokens, 27)[..., :26].sum(1) > 0  # [n, 26]
     shifts = torch.arange(26)
-    # shift k is consistent when every present letter lies in the window k .. k+4 (mod 26)
-    offsets = (shifts[None, :] - shifts[:, None]) % 26  # [k, letter]
-    inside = offsets < 5
-    consistent = ~(letters[:, None, :] & ~inside[None]).any(-1)  # [n, k]
-    # Unambiguous texts have one consistent shift. Ambiguous ones have a cyclic interval of
-    # them: the model takes the smallest shift number, except when the interval wraps past 0 and
-    # holds 3 or more shifts, where it takes the interval's cyclic start (e.g. 22 for "aaaa...").
-    start = consistent & ~consistent.roll(1, dims=1)
-    wraps = consistent[:, 0] & consistent[:, 25]
-    long_wrap = wraps & (consistent.sum(-1) >= 3)
-    smallest = consistent.float().argmax(-1)
-    choice = torch.where(long_wrap, start.float().argmax(-1), smallest)
-    return choice[:, None].expand(-1, tokens.shape[1]).clone()
+    inside = (shifts[None, :] - shifts[:, None]) % 26 < 5  # [k, letter]: letter in k .. k+4
+    consistent = ~(present[:, None, :] & ~inside[None]).any(-1)  # [n, k]
+    # The consistent shifts form a cyclic interval; the model takes its cyclic start, i.e. it
+    # reads the highest ciphertext letter of the run as the plaintext 'e'.
+    start = (consistent & ~consistent.roll(1, dims=1)).float().argmax(-1)
+    width = 6 - consistent.sum(-1)  # letters in the run: 5 -> one consistent shift
+    low = (start + 5 - width) % 26
+    out = start[:, None].expand(-1, tokens.shape[1]).clone()
+    for (first, run), step in EXCEPTIONS.items():
+        rows = (low == first) & (width == run)
+        out[rows] = (start[rows, None] + step) % 26
+    # "abcd": at the positions holding 'a' the own letter tips the MLP back to the start.
+    own = ((low == 0) & (width == 4))[:, None] & (tokens == 0)
+    out[own] = start[:, None].expand_as(out)[own]
+    return out
