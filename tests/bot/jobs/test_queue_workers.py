@@ -9,12 +9,14 @@ every wait here, as the scheduler runs it in production.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 
 import pytest
 from jobs_support import (
+    SMALL_VERIFY,
     Gate,
     all_final,
     rows,
@@ -179,6 +181,11 @@ def test_time_limit_fails_the_job_and_the_worker_keeps_serving(
     # the limit only a real failure reaches for the fine job (a few seconds of work, even at load
     # 20); the slow one sleeps far past it
     monkeypatch.setenv("CIRCUITBOARD_TASK_TIME_LIMIT", "45")
+    # the sandbox's own clock further out, so the job's time limit is what stops the slow one
+    monkeypatch.setenv(
+        "CIRCUITBOARD_VERIFY_OVERRIDES",
+        json.dumps({**json.loads(SMALL_VERIFY), "timeout_s": 900, "cpu_seconds": 900}),
+    )
     get_settings.cache_clear()
     with running_workers(tmp_path) as workers:
         worker = workers.start()
