@@ -36,7 +36,7 @@ import torch
 
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.checks import circuit_check, metric_per_example, replication_check
-from puzzles.verify.components import Component, all_components, parse_circuit
+from puzzles.verify.components import Component, all_components, all_units, parse_circuit, units
 from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, mine_hard_set
 
 if TYPE_CHECKING:
@@ -241,9 +241,20 @@ def _circuit_scores(
         "minus": {c.name: score([d for d in reference if d != c]) for c in reference},
         "random": [],
     }
+    # Random circuits of the reference's size in *units* (a head or MLP at one position), drawn
+    # from every unit: with whole components, a position-restricted reference's "same size" was
+    # most of the model.
+    seq_len = int(engine.tokens.shape[1])
+    population = all_units(
+        n_layers=engine.n_layers,
+        n_heads=engine.n_heads,
+        attn_only=engine.attn_only,
+        seq_len=seq_len,
+    )
+    size = min(sum(len(units(c, seq_len)) for c in reference), len(population))
     for _ in range(n_random):
-        pick = rng.choice(len(everything), size=min(len(reference), len(everything)), replace=False)
-        result["random"].append(score([everything[i] for i in sorted(pick)]))
+        pick = rng.choice(len(population), size=size, replace=False)
+        result["random"].append(score([population[i] for i in sorted(pick)]))
     return result
 
 
