@@ -17,7 +17,15 @@ from bot.queue import LocalWorker, start_local_worker
 from bot.services import submissions
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
-from storage.models import PuzzleVersion, Round, RoundStatus, Submission, Verdict, utcnow
+from storage.models import (
+    OutboxMessage,
+    PuzzleVersion,
+    Round,
+    RoundStatus,
+    Submission,
+    Verdict,
+    utcnow,
+)
 
 T = TypeVar("T")
 
@@ -244,3 +252,8 @@ def running_workers(log_dir: Path) -> Iterator[Workers]:
         raise
     finally:
         workers.stop_all()
+
+
+def outbox_keys(factory) -> set[str]:
+    with session_scope(factory) as session:
+        return set(session.scalars(select(OutboxMessage.idempotency_key)))
