@@ -12,6 +12,7 @@ solver cannot read it back; a different seed gives different rows.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -118,6 +119,8 @@ def mine_hard_set(
 
 
 _CACHE: dict[tuple[Any, ...], HardSet] = {}
+_MINING: dict[tuple[Any, ...], threading.Lock] = {}
+_MINING_LOCK = threading.Lock()
 
 
 def cached_hard_set(
@@ -130,13 +133,25 @@ def cached_hard_set(
     size: int = DEFAULT_SIZE,
 ) -> HardSet:
     """``mine_hard_set`` once per (model ``key``, seed, sizes) in this process: a worker verifies
-    many submissions against one secret seed, and mining costs a forward pass over the pool."""
+    many submissions against one secret seed, and mining costs a forward pass over the pool.
+
+    A job asking while the worker's warm-up thread mines the same set waits for it instead of
+    mining it a second time beside it (on a small machine that would double the wait).
+    """
     full_key = (*key, int(seed), int(pool_size), int(size))
     hard = _CACHE.get(full_key)
-    if hard is None:
-        if len(_CACHE) >= 32:
-            _CACHE.clear()
-        hard = _CACHE[full_key] = mine_hard_set(
-            task, answers, seed=seed, pool_size=pool_size, size=size
-        )
+    if hard is not None:
+        return hard
+    with _MINING_LOCK:
+        lock = _MINING.setdefault(full_key, threading.Lock())
+    with lock:
+        hard = _CACHE.get(full_key)
+        if hard is None:
+            if len(_CACHE) >= 32:
+                _CACHE.clear()
+            hard = _CACHE[full_key] = mine_hard_set(
+                task, answers, seed=seed, pool_size=pool_size, size=size
+            )
+    with _MINING_LOCK:
+        _MINING.pop(full_key, None)
     return hard
