@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 import httpx
 from fakes.slack import FakeSlack
 
-from bot.queue import LocalWorker, start_local_worker
+from bot.worker.processes import LocalWorker, start_local_worker
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """Stage timings: a DM upload's way to its verdict posts is recorded, shown by the CLI, in the JSON.
 
 The upload goes through the signed HTTP app, the verdict comes from the real job body
-(``bot.jobs.run_verification``) on the catalog's reference solution, and the posts from the outbox.
+(``bot.worker.verification.run_verification``) on the catalog's reference solution, and the posts from the outbox.
 """
 
 from __future__ import annotations
@@ -73,9 +73,9 @@ def _drain(slack_app, timeout: float = 20.0) -> None:
 def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
     slack_app, open_round, monkeypatch
 ) -> None:
-    from bot import jobs
     from bot.app import dispatcher_of
-    from bot.jobs import run_verification
+    from bot.worker import seeds as jobs
+    from bot.worker.verification import run_verification
 
     sid = _upload(slack_app)
     # From here only the worker's own sender can post, and only when woken after its commits.

@@ -1,4 +1,4 @@
-"""Helpers for the queue tests: a round to submit to, solutions, real worker processes, waiting."""
+"""Helpers for the queue and worker tests: a round to submit to, solutions, real worker processes, waiting."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.queue import LocalWorker, start_local_worker
-from bot.services import submissions
+from bot.flows import submission as submission_flow
+from bot.services import submissions, sweeper
+from bot.worker.processes import LocalWorker, start_local_worker
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
 from storage.models import (
@@ -119,7 +120,7 @@ def submit(
     content: bytes,
     filename: str = "solution.py",
 ) -> int:
-    with session_scope(factory) as session:
+    with submission_flow.unit_of_work(factory) as session:
         row = submissions.create_submission(
             session=session,
             round_id=round_id,
@@ -147,9 +148,8 @@ def verdicts_by_submission(factory: sessionmaker[Session]) -> dict[int, list[int
         return found
 
 
-def sweep(factory: sessionmaker[Session]) -> submissions.SweepResult:
-    with session_scope(factory) as session:
-        return submissions.sweep(session=session)
+def sweep(factory: sessionmaker[Session]) -> sweeper.SweepResult:
+    return submission_flow.sweep(session_factory=factory)
 
 
 def wait_for(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobs_support import (
+from support.queue import (
     Gate,
     all_final,
     rows,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from jobs_support import (
+from support.queue import (
     SMALL_VERIFY,
     all_final,
     outbox_keys,

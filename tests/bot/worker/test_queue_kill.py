@@ -7,7 +7,7 @@ import os
 import signal
 
 import pytest
-from jobs_support import (
+from support.queue import (
     Gate,
     all_final,
     rows,

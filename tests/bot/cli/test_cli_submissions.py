@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs_support import seed_round, solution
+from support.queue import seed_round, solution
 from typer.testing import CliRunner
 
 from bot.cli import app
