@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
+from bot.services import leaderboards
 from bot.views.puzzle import build_error_message
 from bot.views.submissions import (
     build_channel_verified_line,
@@ -117,8 +118,6 @@ def submission_updated(
 
 def _refresh_board(*, session: Session, round_id: int, now: datetime, create: bool = True) -> None:
     """Update the round channel's pinned leaderboard; a problem there never blocks the DM posts."""
-    from bot.services import leaderboards
-
     if not create and outbox.get(session=session, key=leaderboards.pinned_key(round_id)) is None:
         return
     try:

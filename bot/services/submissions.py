@@ -23,8 +23,10 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from bot.queue import CPU_QUEUE, queue_for
 from bot.services import timings
 from bot.settings import Settings, get_settings
+from puzzles.catalog import UnknownPuzzle, get_puzzle
 from storage.models import (
     Blob,
     Round,
@@ -164,9 +166,6 @@ def last_verdict_attempt(submission_id: Any) -> Any:
 
 
 def _queue_for_round(round_: Round, settings: Settings) -> str:
-    from bot.queue import CPU_QUEUE, queue_for
-    from puzzles.catalog import UnknownPuzzle, get_puzzle
-
     try:
         puzzle = get_puzzle(round_.puzzle_version.slug)
     except UnknownPuzzle:
