@@ -15,12 +15,12 @@ from support.queue import (
     SMALL_VERIFY,
     all_final,
     outbox_keys,
-    running_workers,
     solution,
     submit,
     verdicts_by_submission,
     wait_for,
 )
+from support.workers import running_workers
 
 from bot.queue import get_app, queue_depth
 from bot.settings import get_settings
