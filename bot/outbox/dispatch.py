@@ -33,9 +33,6 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 300.0
 CLAIM_S = 60.0
 PER_CHANNEL_INTERVAL_S = 1.0
-SENDING_METHODS = frozenset(
-    {"chat_postMessage", "chat_update", "chat_postEphemeral", "files_upload_v2", "pins_add"}
-)
 # Paced per channel: the methods that add a message (Slack's one-per-second guidance is for
 # posting). Edits and pins are limited per workspace, not per channel: a status edit must not
 # hold the verdict behind it for a second.

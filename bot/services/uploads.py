@@ -52,7 +52,7 @@ MAX_FILES_PER_MESSAGE = 3  # one message's files we take; more are refused with 
 
 class TransientDownloadError(RuntimeError):
     """Slack or the network failed for now (timeout, 5xx, 429): the upload stays pending and is
-    tried again by ``recover_pending``, never refused for good on the first hiccup."""
+    tried again by ``bot.flows.upload.recover``, never refused for good on the first hiccup."""
 
 
 class UploadError(ValueError):
@@ -64,7 +64,7 @@ class UploadOutcome:
     submission_id: int | None
     duplicate: bool = False
     error: str | None = None
-    pending: bool = False  # a transient failure: left for recover_pending to try again
+    pending: bool = False  # a transient failure: left for the recovery to try again
 
 
 def as_solution_file(file: dict) -> dict:
@@ -203,7 +203,7 @@ def record_inbound(
 
     Only a cheap metadata check happens here (a file that fails it is refused at once: the flow
     tells the user in the same transaction); downloading and storing happen after the ack
-    (``process_inbound``). A file id already recorded is processed again only if it is still
+    (``bot.flows.upload.store``). A file id already recorded is processed again only if it is still
     pending and abandoned, so Slack's retries and double clicks download nothing twice.
     """
     now = now or utcnow()

@@ -34,8 +34,7 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
                     thread_ts=ts,
                 )
             file_ids = [r.file_id for r in recorded if r.process]
-        if upload_listener.hand_off(file_ids, context) is not None:
-            return  # its thread wakes the outbox
+        upload_listener.hand_off(file_ids, context)  # downloads off this thread
     elif not event.get("thread_ts"):  # chatting in a verdict thread needs no help text
         with session_scope(factory) as session:
             outbox.enqueue(

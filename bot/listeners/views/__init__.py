@@ -59,11 +59,8 @@ def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> N
             writeup_url=url or None,
         )
     ack()
-    if (
-        upload_listener.hand_off([item.file_id for item in recorded if item.process], context)
-        is None
-    ):
-        context["outbox"].wake()  # a refusal was queued
+    upload_listener.hand_off([item.file_id for item in recorded if item.process], context)
+    context["outbox"].wake()  # a refusal may be queued; the upload's thread wakes it again
 
 
 def _admin_text(view: dict) -> str:

@@ -373,3 +373,27 @@ def test_a_modal_submission_gets_its_verdict_plot_in_the_dm(slack_app, open_roun
     with session_scope(slack_app.factory) as session:
         failed = session.query(OutboxMessage).filter(OutboxMessage.status != OutboxStatus.SENT)
         assert [(r.idempotency_key, r.last_error) for r in failed] == []
+
+
+def test_the_download_runs_after_the_ack_off_the_listener_thread(
+    slack_app, open_round, monkeypatch
+):
+    import threading
+
+    from bot.flows import upload as upload_flow
+
+    threads: list[str] = []
+    store = upload_flow.store
+
+    def recording_store(**kwargs):
+        threads.append(threading.current_thread().name)
+        return store(**kwargs)
+
+    monkeypatch.setattr(upload_flow, "store", recording_store)
+    event = _file_event(
+        slack_app, "F10", "threaded.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    assert slack_app.event(event, event_id="EvThread").status_code == 200
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+    assert [s.slack_file_id for s in _submissions(slack_app)] == ["F10"]
+    assert len(threads) == 1 and threads[0].startswith("upload"), threads
