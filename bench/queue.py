@@ -25,9 +25,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
-from bot.queue import LocalWorker, start_local_worker  # noqa: E402
+from bot.flows import submission as submission_flow  # noqa: E402
 from bot.services import submissions  # noqa: E402
 from bot.settings import get_settings  # noqa: E402
+from bot.worker.processes import LocalWorker, start_local_worker  # noqa: E402
 from puzzles.catalog import get_puzzle  # noqa: E402
 from storage.db import make_engine, session_factory, session_scope, upgrade_database  # noqa: E402
 from storage.models import (  # noqa: E402
@@ -105,7 +106,7 @@ class Setup:
 
     def submit(self, n: int) -> list[int]:
         ids = []
-        with session_scope(self.factory) as session:
+        with submission_flow.unit_of_work(self.factory) as session:  # published after commit
             for _ in range(n):
                 self.count += 1
                 row = submissions.create_submission(

@@ -24,11 +24,11 @@ from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.flows import upload as upload_flow
 from bot.listeners import register_listeners
 from bot.listeners.after_ack import request_in_flight
 from bot.listeners.middleware import dedupe_deliveries, inject_context
 from bot.outbox import PER_CHANNEL_INTERVAL_S, Dispatcher
-from bot.services import uploads
 from bot.settings import Settings
 from storage.db import session_factory as make_session_factory
 from storage.models import utcnow
@@ -54,7 +54,7 @@ class _UploadRecovery(threading.Thread):
 
     def run(self) -> None:
         try:
-            uploads.recover_pending(
+            upload_flow.recover(
                 session_factory=self.session_factory,
                 settings=self.settings,
                 received_before=self.started_at,

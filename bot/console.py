@@ -24,8 +24,10 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import describe
+from bot.flows import submission as submission_flow
+from bot.flows import upload as upload_flow
 from bot.outbox import Dispatcher
-from bot.services import commands, home, uploads
+from bot.services import commands, home
 from bot.settings import Settings
 from bot.views.text import render
 from storage.db import session_factory as make_session_factory
@@ -195,7 +197,7 @@ class Console:
             self.say(f"I don't understand {words[0]!r}. {HELP}")
             return True
         text = line.removeprefix("/puzzle").strip()
-        with session_scope(self.factory) as session:
+        with submission_flow.unit_of_work(self.factory, self.settings) as session:
             result = commands.run_puzzle_command(
                 session=session,
                 settings=self.settings,
@@ -224,7 +226,7 @@ class Console:
             "url_private_download": path.resolve().as_uri(),
         }
         fetch: Callable[[str], bytes] = lambda _url: content  # noqa: E731
-        outcome = uploads.receive_upload(
+        outcome = upload_flow.receive(
             session_factory=self.factory,
             settings=self.settings,
             user_id=self.user_id,
@@ -313,7 +315,7 @@ def run_console(
     console = Console(settings, out=out, user_id=user_id, admin=admin)
     worker = None
     if start_worker:
-        from bot.queue import start_local_worker
+        from bot.worker.processes import start_local_worker
 
         worker = start_local_worker(log_path=settings.data_dir / "console-worker.log")
         console.say(f"(local verification worker started, pid {worker.pid})")

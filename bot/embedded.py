@@ -25,10 +25,10 @@ from typing import TextIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.console import Console
-from bot.queue import LocalWorker, start_local_worker
 from bot.schedule import SchedulerService, start_scheduler
 from bot.services import rounds
 from bot.settings import Settings
+from bot.worker.processes import LocalWorker, start_local_worker
 from storage.db import session_factory as make_session_factory
 from storage.db import session_scope, upgrade_database
 from storage.models import Submission, SubmissionStatus, utcnow

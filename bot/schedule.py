@@ -39,6 +39,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from bot import outbox
+from bot.flows import submission as submission_flow
+from bot.flows import upload as upload_flow
 from bot.services import admins, hints, rounds
 from bot.settings import Settings, get_settings
 from storage.db import make_engine, session_scope
@@ -222,31 +224,16 @@ def run_cycle(
     return report
 
 
-def _sweeper() -> Callable[..., Any] | None:
-    """The queue's lease sweeper, when the queue service provides one."""
-    try:
-        from bot.services import submissions
-    except ImportError:
-        return None
-    return getattr(submissions, "sweep", None)
-
-
 def run_sweep(*, session_factory: sessionmaker[Session], settings: Settings, now: datetime) -> Any:
-    """Recover verification jobs the queue lost (expired leases); the sweep commits with us."""
-    sweep = _sweeper()
-    if sweep is None:
-        return None
-    with session_scope(session_factory) as session:
-        return sweep(session=session, now=now, settings=settings)
+    """Recover verification jobs the queue lost (expired leases, lost messages)."""
+    return submission_flow.sweep(session_factory=session_factory, now=now, settings=settings)
 
 
 def run_upload_recovery(
     *, session_factory: sessionmaker[Session], settings: Settings, now: datetime
 ) -> int:
     """Store the acknowledged uploads whose processing was lost (pending ``inbound_uploads``)."""
-    from bot.services import uploads
-
-    return uploads.recover_pending(session_factory=session_factory, settings=settings, now=now)
+    return upload_flow.recover(session_factory=session_factory, settings=settings, now=now)
 
 
 def sweep_interval(settings: Settings) -> float:
@@ -573,8 +560,7 @@ class SchedulerService:
         jobs: list[tuple[str, Any, float]] = [(CYCLE_JOB_ID, cycle_job, tick_s)]
         if self.client is not None:
             jobs.append((OUTBOX_JOB_ID, outbox_job, min(OUTBOX_INTERVAL_S, tick_s)))
-        if _sweeper() is not None:
-            jobs.append((SWEEP_JOB_ID, sweep_job, sweep_interval(self.settings)))
+        jobs.append((SWEEP_JOB_ID, sweep_job, sweep_interval(self.settings)))
         wanted = {job_id for job_id, _, _ in jobs}
         scheduler.start(paused=True)
         self.scheduler = scheduler

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     """Zone in which times are shown and parsed for admins (stored in UTC)."""
 
-    # Verification jobs (bot/queue.py, bot/jobs.py, bot/services/submissions.py).
+    # Verification jobs (bot/queue.py, bot/worker/, bot/services/leases.py and sweeper.py).
     lease_seconds: float = 60.0
     """A worker's claim on a running submission lasts this long unless renewed (every quarter of it)."""
     max_attempts: int = 3

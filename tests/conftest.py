@@ -54,9 +54,9 @@ def _isolated_settings(tmp_path, monkeypatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-    jobs = sys.modules.get("bot.jobs")
-    if jobs is not None:  # a job body ran in this process: stop the outbox sender it started
-        jobs.stop_senders()
+    sender = sys.modules.get("bot.worker.sender")
+    if sender is not None:  # a job body ran in this process: stop the outbox sender it started
+        sender.stop_senders()
 
 
 @pytest.fixture(scope="session")

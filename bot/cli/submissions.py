@@ -137,34 +137,32 @@ def reverify(
     submission_id: int = typer.Option(None, "--submission", "-s", help="One submission."),
 ) -> None:
     """Queue verification again; new verdicts are kept beside the old ones."""
-    from bot.services import submissions
-    from storage.db import session_scope
+    from bot.flows import submission as submission_flow
 
     if (round_id is None) == (submission_id is None):
         raise typer.BadParameter("give exactly one of --round or --submission")
-    with session_scope(_factory()) as session:
-        if submission_id is not None:
-            try:
-                row = submissions.reverify(
-                    session=session, submission_id=submission_id, requested_by="cli"
-                )
-            except LookupError as exc:
-                typer.echo(str(exc), err=True)
-                raise typer.Exit(1) from None
-            typer.echo(f"#{row.id} is {row.status}")
-            return
-        ids = submissions.reverify_round(session=session, round_id=round_id, requested_by="cli")
+    if submission_id is not None:
+        try:
+            status = submission_flow.reverify(
+                session_factory=_factory(), submission_id=submission_id, requested_by="cli"
+            )
+        except LookupError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"#{submission_id} is {status}")
+        return
+    ids = submission_flow.reverify_round(
+        session_factory=_factory(), round_id=round_id, requested_by="cli"
+    )
     typer.echo(f"{len(ids)} submissions of round {round_id} queued for re-verification")
 
 
 @app.command()
 def sweep() -> None:
     """Recover lost jobs once (the scheduler does this periodically)."""
-    from bot.services import submissions
-    from storage.db import session_scope
+    from bot.flows import submission as submission_flow
 
-    with session_scope(_factory()) as session:
-        result = submissions.sweep(session=session)
+    result = submission_flow.sweep(session_factory=_factory())
     typer.echo(
         f"requeued {len(result.requeued)}, re-sent {len(result.resent)}, "
         f"failed {len(result.failed)}, promoted {len(result.promoted)}"

@@ -22,8 +22,8 @@ def worker(
     loglevel: str = typer.Option("INFO", "--loglevel", "-l", help="DEBUG, INFO, WARNING, ERROR."),
 ) -> None:
     """Start a verification worker (broker: CIRCUITBOARD_BROKER_URL, default the SQLite database)."""
-    from bot.jobs import run_worker
     from bot.queue import QUEUES
+    from bot.worker.tasks import run_worker
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     if names is not None and (not names or set(names) - set(QUEUES)):

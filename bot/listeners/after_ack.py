@@ -46,7 +46,8 @@ def yield_to_acks(max_wait: float = MAX_DEFER_S) -> None:
         time.sleep(0.002)
 
 
-def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def run_logged(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` once no ack waits, its failure logged (and raised to the future)."""
     yield_to_acks()
     try:
         return fn(*args, **kwargs)
@@ -57,4 +58,4 @@ def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def after_ack(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
     """Run ``fn(*args, **kwargs)`` soon, off the listener thread; failures are logged."""
-    return _POOL.submit(_run, fn, *args, **kwargs)
+    return _POOL.submit(run_logged, fn, *args, **kwargs)

@@ -9,6 +9,7 @@ from typing import Any
 from slack_bolt import BoltContext, BoltResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.flows import upload as upload_flow
 from bot.outbox import Dispatcher
 from bot.services import admins, deliveries, uploads
 from bot.settings import Settings
@@ -78,7 +79,7 @@ def dedupe_deliveries(body: dict, context: BoltContext, next: Any, request: Any)
             else True
         )
         if files:
-            recorded = uploads.record_inbound(
+            recorded = upload_flow.record(
                 session=session,
                 settings=context["settings"],
                 user_id=event["user"],

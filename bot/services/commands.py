@@ -252,10 +252,8 @@ def _reverify(*, session: Session, actor_id: str, rest: str, now: datetime) -> s
     submission = session.get(Submission, int(word))
     if submission is None:
         raise LookupError(f"no submission #{word}")
+    # Its posts and its job are the caller's flow's (``bot.flows.submission.unit_of_work``).
     submissions.reverify(session=session, submission_id=submission.id, requested_by=actor_id)
-    from bot.services import notifications
-
-    notifications.submission_updated(session=session, submission_id=submission.id, now=now)
     return f"Submission #{submission.id} is queued for verification again."
 
 

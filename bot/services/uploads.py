@@ -1,38 +1,31 @@
-"""The upload flow: Slack file -> download -> stored submission -> queued -> user notified.
+"""Uploads: Slack's file objects checked, recorded (``inbound_uploads``) and downloaded.
 
-One function for both ways in (a DM file share and the submit modal), so both behave the same:
-the file is fetched from Slack with the bot token (only from Slack's file hosts or the configured
-API host, never following a redirect elsewhere, size-capped), the submission is created by
-``submissions.create_submission`` (blob store, dedup by Slack file id, enqueue), and the status
-message is queued in the user's DM. Bad files get a short explanation, never a stack trace.
-
-Nothing acknowledged is lost: before Slack gets its ack, ``record_inbound`` writes the file to
-``inbound_uploads`` (one short transaction, with the event id); the download and the submission
-come after the ack (``process_inbound``), and the row is marked done in the transaction that
-creates the submission. A process killed in between leaves the row pending: a starting bot and
-the scheduler's sweep (``recover_pending``) process it, a bounded number of times.
+Both ways in (a DM file share and the submit modal) go through the same steps, run by the upload
+flow (``bot.flows.upload``): the file is recorded before Slack gets its ack
+(``record_inbound``), then fetched from Slack with the bot token (only from Slack's file hosts or
+the configured API host, never following a redirect elsewhere, size-capped) and stored as a
+submission, the row marked done in that transaction (``store``). Bad files get a short
+explanation (``UploadError``), never a stack trace. Nothing here posts: refusals are returned
+for the flow to tell.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from bot import outbox
-from bot.services import notifications, rounds, users
+from bot.services import rounds, submissions, users
 from bot.settings import Settings
-from storage.db import session_scope
 from storage.models import InboundStatus, InboundUpload, Submission, utcnow
 
 log = logging.getLogger(__name__)
@@ -59,7 +52,7 @@ MAX_FILES_PER_MESSAGE = 3  # one message's files we take; more are refused with 
 
 class TransientDownloadError(RuntimeError):
     """Slack or the network failed for now (timeout, 5xx, 429): the upload stays pending and is
-    tried again by ``recover_pending``, never refused for good on the first hiccup."""
+    tried again by ``bot.flows.upload.recover``, never refused for good on the first hiccup."""
 
 
 class UploadError(ValueError):
@@ -71,7 +64,7 @@ class UploadOutcome:
     submission_id: int | None
     duplicate: bool = False
     error: str | None = None
-    pending: bool = False  # a transient failure: left for recover_pending to try again
+    pending: bool = False  # a transient failure: left for the recovery to try again
 
 
 def as_solution_file(file: dict) -> dict:
@@ -170,7 +163,7 @@ class Recorded:
 
     file_id: str
     process: bool  # this delivery processes it (new, or pending and abandoned)
-    error: str | None = None  # refused on arrival (the user was told, unless report=False)
+    error: str | None = None  # refused on arrival (the flow tells the user)
 
 
 def dm_file_shares(event: dict) -> list[dict]:
@@ -205,13 +198,12 @@ def record_inbound(
     thread_ts: str | None = None,
     writeup_url: str | None = None,
     now: datetime | None = None,
-    report: bool = True,
 ) -> list[Recorded]:
     """Record acknowledged files in the caller's (short) transaction, before Slack gets its ack.
 
-    Only a cheap metadata check happens here (a file that fails it is refused at once and the user
-    told in the same transaction); downloading and storing happen after the ack
-    (``process_inbound``). A file id already recorded is processed again only if it is still
+    Only a cheap metadata check happens here (a file that fails it is refused at once: the flow
+    tells the user in the same transaction); downloading and storing happen after the ack
+    (``bot.flows.upload.store``). A file id already recorded is processed again only if it is still
     pending and abandoned, so Slack's retries and double clicks download nothing twice.
     """
     now = now or utcnow()
@@ -255,186 +247,8 @@ def record_inbound(
         except IntegrityError:  # another delivery of the same file recorded it just now
             recorded.append(Recorded(file_id, process=False))
             continue
-        if error is not None and report:
-            _tell(session=session, row=row, text=error)
         recorded.append(Recorded(file_id, process=error is None, error=error))
     return recorded
-
-
-def process_inbound(
-    *,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    file_id: str,
-    now: datetime | None = None,
-    fetch: Callable[[str], bytes] | None = None,
-    report: bool = True,
-) -> UploadOutcome:
-    """Download a recorded file and store it as a submission (marked done in that transaction).
-
-    A refusal marks the row refused and (``report``) tells the user, in one transaction. Any
-    other failure leaves the row pending for ``recover_pending``; after ``MAX_ATTEMPTS`` tries
-    the user is told to upload the file again.
-    """
-    now = now or utcnow()
-    try:
-        with session_scope(session_factory) as session:
-            row = session.get(InboundUpload, file_id, with_for_update=True)
-            if row is None or row.status != InboundStatus.PENDING:
-                return UploadOutcome(row.submission_id if row else None, duplicate=True)
-            name = str(row.file.get("name") or row.file.get("title") or "your file")
-            if row.attempts >= MAX_ATTEMPTS:
-                text = (
-                    f"I could not store `{name}` after {row.attempts} tries "
-                    f"({row.last_error or 'the bot was restarted'}). Please upload it again."
-                )
-                _refuse(session=session, row=row, text=text, report=report)
-                return UploadOutcome(submission_id=None, error=text)
-            row.attempts += 1
-            row.last_attempt_at = now
-            received_at = row.received_at
-            round_ = rounds.current(session=session, now=received_at)
-            if round_ is None:
-                raise UploadError("There is no open round right now, so nothing to submit to.")
-            round_id = round_.id
-            file = dict(row.file)
-        if fetch is None and needs_file_info(file):
-            file = as_solution_file({**file, **file_info(str(file.get("id")), settings=settings)})
-            check_file_metadata(file, max_bytes=max_upload_bytes(settings))
-        url = file.get("url_private_download") or file.get("url_private")
-        content = (
-            fetch(url)
-            if fetch
-            else download(url, settings=settings, max_bytes=max_upload_bytes(settings))
-        )
-        with session_scope(session_factory) as session:
-            row = session.get(InboundUpload, file_id, with_for_update=True)
-            if row is None or row.status != InboundStatus.PENDING:
-                return UploadOutcome(row.submission_id if row else None, duplicate=True)
-            users.ensure(session=session, user_id=row.user_id, dm_channel=row.dm_channel)
-            submission = _create(
-                session=session,
-                round_id=round_id,
-                user_id=row.user_id,
-                filename=str(file.get("name")),
-                content=content,
-                slack_file_id=file.get("id") or None,
-                dm_channel=row.dm_channel,
-                thread_ts=row.thread_ts,
-                writeup_url=row.writeup_url,
-                now=received_at,
-            )
-            row.status, row.submission_id, row.last_error = InboundStatus.DONE, submission.id, None
-            notifications.submission_updated(session=session, submission_id=submission.id, now=now)
-            return UploadOutcome(submission_id=submission.id)
-    except UploadError as exc:
-        with session_scope(session_factory) as session:
-            row = session.get(InboundUpload, file_id, with_for_update=True)
-            if row is None or row.status != InboundStatus.PENDING:
-                return UploadOutcome(row.submission_id if row else None, duplicate=True)
-            _refuse(session=session, row=row, text=str(exc), report=report)
-        return UploadOutcome(submission_id=None, error=str(exc))
-    except TransientDownloadError as exc:  # Slack or the network, for now: try again later
-        log.warning("upload %s not downloaded yet (%s); it will be retried", file_id, exc)
-        with contextlib.suppress(Exception), session_scope(session_factory) as session:
-            row = session.get(InboundUpload, file_id)
-            if row is not None and row.status == InboundStatus.PENDING:
-                row.last_error = str(exc)[:500]
-        return UploadOutcome(submission_id=None, pending=True)
-    except Exception as exc:  # database or bug: stays pending, retried by recover_pending
-        log.exception("upload %s not stored yet; it will be retried", file_id)
-        with contextlib.suppress(Exception), session_scope(session_factory) as session:
-            row = session.get(InboundUpload, file_id)
-            if row is not None and row.status == InboundStatus.PENDING:
-                row.last_error = f"{type(exc).__name__}: {exc}"[:500]
-        raise
-
-
-def recover_pending(
-    *,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    now: datetime | None = None,
-    received_before: datetime | None = None,
-    limit: int = 50,
-) -> int:
-    """Process pending uploads whose processing was lost (a killed or failed process).
-
-    Without ``received_before``: the rows abandoned for ``STALE_AFTER``. With it (a bot starting):
-    every row received before that moment, at once, as no process of ours can be working on them
-    any more (if another instance still is, the file is downloaded twice but stored once: the
-    row is marked done in the transaction that creates the submission). Returns rows handled.
-    """
-    if settings.slack_bot_token is None:
-        return 0  # nothing could download them here
-    now = now or utcnow()
-    query = select(InboundUpload.file_id).where(InboundUpload.status == InboundStatus.PENDING)
-    if received_before is not None:
-        query = query.where(InboundUpload.received_at < received_before)
-    else:
-        stale = now - STALE_AFTER
-        query = query.where(
-            InboundUpload.received_at <= stale,
-            or_(InboundUpload.last_attempt_at.is_(None), InboundUpload.last_attempt_at <= stale),
-        )
-    with session_scope(session_factory) as session:
-        file_ids = list(session.scalars(query.order_by(InboundUpload.received_at).limit(limit)))
-    handled = 0
-    for file_id in file_ids:
-        try:
-            outcome = process_inbound(
-                session_factory=session_factory, settings=settings, file_id=file_id, now=now
-            )
-            handled += not outcome.pending
-        except Exception:  # logged by process_inbound; the row stays pending
-            continue
-    if file_ids:
-        log.info("recovered %d of %d pending upload(s)", handled, len(file_ids))
-    return handled
-
-
-def receive_upload(
-    *,
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    user_id: str,
-    file: dict,
-    dm_channel: str | None = None,
-    thread_ts: str | None = None,
-    writeup_url: str | None = None,
-    now: datetime | None = None,
-    fetch: Callable[[str], bytes] | None = None,
-) -> UploadOutcome:
-    """Record and process one Slack file in one go (a second call for the same file id does nothing).
-
-    The caller shows ``outcome.error`` itself. ``fetch(url) -> bytes`` replaces the Slack
-    download (the console passes the local file).
-    """
-    now = now or utcnow()
-    with session_scope(session_factory) as session:
-        (recorded,) = record_inbound(
-            session=session,
-            settings=settings,
-            user_id=user_id,
-            files=[file],
-            dm_channel=dm_channel,
-            thread_ts=thread_ts,
-            writeup_url=writeup_url,
-            now=now,
-            report=False,
-        )
-    if recorded.error is not None:
-        return UploadOutcome(submission_id=None, error=recorded.error)
-    if not recorded.process:
-        return UploadOutcome(submission_id=None, duplicate=True)
-    return process_inbound(
-        session_factory=session_factory,
-        settings=settings,
-        file_id=recorded.file_id,
-        now=now,
-        fetch=fetch,
-        report=False,
-    )
 
 
 def file_info(file_id: str, *, settings: Settings) -> dict:
@@ -461,51 +275,120 @@ def file_info(file_id: str, *, settings: Settings) -> dict:
     return {k: found[k] for k in FILE_KEYS if found.get(k) is not None}
 
 
-def _refuse(*, session: Session, row: InboundUpload, text: str, report: bool) -> None:
-    row.status, row.last_error = InboundStatus.REFUSED, text
-    if report:
-        _tell(session=session, row=row, text=text)
+# -- one attempt at storing a recorded file (``bot.flows.upload`` runs them in order) ---------
 
 
-def _tell(*, session: Session, row: InboundUpload, text: str) -> None:
-    """A reply under the file's message in the DM; a DM message for the submit modal."""
-    report_error(
-        session=session,
-        key=f"file:{row.file_id}:error",
-        user_id=row.user_id,
-        text=text,
-        channel=row.dm_channel,
-        thread_ts=row.thread_ts,
+def lock_pending(*, session: Session, file_id: str) -> InboundUpload | None:
+    """The row, locked, if it still waits to be stored; None when done, refused or unknown."""
+    row = session.get(InboundUpload, file_id, with_for_update=True)
+    if row is None or row.status != InboundStatus.PENDING:
+        return None
+    return row
+
+
+def already_handled(*, session: Session, file_id: str) -> UploadOutcome:
+    """What a second processor of a file someone else finished reports."""
+    row = session.get(InboundUpload, file_id)
+    return UploadOutcome(row.submission_id if row else None, duplicate=True)
+
+
+def exhausted(row: InboundUpload) -> str | None:
+    """The message for a file tried ``MAX_ATTEMPTS`` times already, else None."""
+    if row.attempts < MAX_ATTEMPTS:
+        return None
+    name = str(row.file.get("name") or row.file.get("title") or "your file")
+    return (
+        f"I could not store `{name}` after {row.attempts} tries "
+        f"({row.last_error or 'the bot was restarted'}). Please upload it again."
     )
 
 
-def _create(*, session: Session, **kwargs) -> Submission:
-    from bot.services import submissions
+@dataclass(frozen=True)
+class Attempt:
+    """What the download needs, read in the attempt's first (short) transaction."""
 
-    try:
-        return submissions.create_submission(session=session, **kwargs)
-    except submissions.SubmissionRejected as exc:  # daily limit, duplicate, bad file ...
-        raise UploadError(str(exc)) from exc
+    round_id: int
+    received_at: datetime
+    file: dict[str, Any]
 
 
-def report_error(
+def begin_attempt(*, session: Session, row: InboundUpload, now: datetime) -> Attempt:
+    """Count the attempt and find the round the file was sent to (open when it arrived)."""
+    row.attempts += 1
+    row.last_attempt_at = now
+    round_ = rounds.current(session=session, now=row.received_at)
+    if round_ is None:
+        raise UploadError("There is no open round right now, so nothing to submit to.")
+    return Attempt(round_id=round_.id, received_at=row.received_at, file=dict(row.file))
+
+
+def fetch_content(
+    attempt: Attempt, *, settings: Settings, fetch: Any = None
+) -> tuple[dict[str, Any], bytes]:
+    """The file object (completed by ``files.info`` for a stub) and its bytes, outside any
+    transaction; ``fetch(url) -> bytes`` replaces the Slack download (the console)."""
+    file = attempt.file
+    if fetch is None and needs_file_info(file):
+        file = as_solution_file({**file, **file_info(str(file.get("id")), settings=settings)})
+        check_file_metadata(file, max_bytes=max_upload_bytes(settings))
+    url = file.get("url_private_download") or file.get("url_private")
+    if fetch is not None:
+        return file, fetch(url)
+    return file, download(url, settings=settings, max_bytes=max_upload_bytes(settings))
+
+
+def store(
     *,
     session: Session,
-    key: str,
-    user_id: str,
-    text: str,
-    channel: str | None = None,
-    thread_ts: str | None = None,
-) -> None:
-    """Tell the user why their file was not accepted, as a message in their DM with the bot.
+    row: InboundUpload,
+    attempt: Attempt,
+    file: dict[str, Any],
+    content: bytes,
+) -> Submission:
+    """Create the submission and mark the row done, in one transaction."""
+    users.ensure(session=session, user_id=row.user_id, dm_channel=row.dm_channel)
+    try:
+        submission = submissions.create_submission(
+            session=session,
+            round_id=attempt.round_id,
+            user_id=row.user_id,
+            filename=str(file.get("name")),
+            content=content,
+            slack_file_id=file.get("id") or None,
+            dm_channel=row.dm_channel,
+            thread_ts=row.thread_ts,
+            writeup_url=row.writeup_url,
+            now=attempt.received_at,
+        )
+    except submissions.SubmissionRejected as exc:  # daily limit, duplicate, bad file ...
+        raise UploadError(str(exc)) from exc
+    row.status, row.submission_id, row.last_error = InboundStatus.DONE, submission.id, None
+    return submission
 
-    Not an ephemeral message: Slack shows those only to a user active in that conversation at
-    that moment, and a refusal often comes minutes after the upload. Threaded under the file's
-    message when there is one.
-    """
-    from bot.views.puzzle import build_error_message
 
-    payload: dict = {"channel": channel or user_id, **build_error_message(text)}
-    if thread_ts:
-        payload["thread_ts"] = thread_ts
-    outbox.enqueue(session=session, key=key, method="chat_postMessage", payload=payload)
+def refuse(row: InboundUpload, text: str) -> None:
+    row.status, row.last_error = InboundStatus.REFUSED, text
+
+
+def note_error(*, session: Session, file_id: str, error: str) -> None:
+    """Keep why the last attempt failed on a row that stays pending."""
+    row = session.get(InboundUpload, file_id)
+    if row is not None and row.status == InboundStatus.PENDING:
+        row.last_error = error[:500]
+
+
+def abandoned_ids(
+    *, session: Session, now: datetime, received_before: datetime | None, limit: int
+) -> list[str]:
+    """Pending uploads whose processing was lost: abandoned for ``STALE_AFTER``, or (a bot
+    starting, ``received_before``) every one received before that moment."""
+    query = select(InboundUpload.file_id).where(InboundUpload.status == InboundStatus.PENDING)
+    if received_before is not None:
+        query = query.where(InboundUpload.received_at < received_before)
+    else:
+        stale = now - STALE_AFTER
+        query = query.where(
+            InboundUpload.received_at <= stale,
+            or_(InboundUpload.last_attempt_at.is_(None), InboundUpload.last_attempt_at <= stale),
+        )
+    return list(session.scalars(query.order_by(InboundUpload.received_at).limit(limit)))

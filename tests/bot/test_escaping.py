@@ -7,11 +7,11 @@ import json
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.jobs import secret_seed
 from bot.settings import get_settings
 from bot.views.escape import markdown, mrkdwn, report_mrkdwn, terminal
 from bot.views.submissions import build_status_message, build_verdict_message
 from bot.views.text import render
+from bot.worker.seeds import secret_seed
 from storage.models import Submission, SubmissionStatus, Verdict
 
 HOSTILE = (

@@ -14,7 +14,8 @@ from leaderboard_support import World
 from slack_sdk import WebClient
 
 from bot import outbox
-from bot.services import leaderboards, notifications, rounds
+from bot.posts import submissions as notifications
+from bot.services import leaderboards, rounds
 from storage.models import Round, RoundStatus, SubmissionStatus, utcnow
 
 CHANNEL = "CPUZZLE"

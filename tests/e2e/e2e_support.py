@@ -2,7 +2,7 @@
 
 Everything here drives the system from its outside seams only: signed HTTP requests to the Bolt
 app (as Slack sends them), the fake Slack Web API server (``tests/fakes/slack.py``), real
-``circuitboard worker`` subprocesses, and the scheduler's ``tick`` with an explicit ``now``.
+``circuitboard worker`` subprocesses (``support.workers``), and the scheduler's ``tick`` with an explicit ``now``.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 from fakes.slack import FakeSlack
-
-from bot.queue import LocalWorker, start_local_worker
 
 T = TypeVar("T")
 
@@ -153,53 +150,6 @@ def wait_for(check: Callable[[], T | None], *, timeout: float, what: str, every:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
-
-
-class Workers:
-    """Real ``circuitboard worker`` processes (settings from this process's environment)."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.started: list[LocalWorker] = []
-
-    def start(self, *, concurrency: int = 1) -> LocalWorker:
-        log = self.log_dir / f"worker-{len(self.started)}.log"
-        worker = start_local_worker(concurrency=concurrency, log_path=log)
-        self.started.append(worker)
-        return worker
-
-    def wait_ready(self, worker: LocalWorker, *, timeout: float = 300) -> None:
-        def ready() -> bool:
-            if not worker.alive():
-                raise AssertionError(f"worker {worker.pid} exited:\n{self.logs()}")
-            log = worker.log_path
-            return bool(log and log.exists() and " ready." in log.read_text(errors="replace"))
-
-        wait_for(ready, timeout=timeout, what=f"worker {worker.pid} to be ready")
-
-    def logs(self) -> str:
-        out = []
-        for worker in self.started:
-            if worker.log_path and worker.log_path.exists():
-                tail = worker.log_path.read_text(errors="replace")[-3000:]
-                out.append(f"--- {worker.log_path.name} (pid {worker.pid})\n{tail}")
-        return "\n".join(out)
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            worker.stop(timeout=10)
-
-
-@contextmanager
-def running_workers(log_dir: Path) -> Iterator[Workers]:
-    workers = Workers(log_dir)
-    try:
-        yield workers
-    except BaseException:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
 
 
 def e2e_env(**values: str) -> dict[str, str]:

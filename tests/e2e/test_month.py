@@ -27,10 +27,10 @@ from e2e_support import (
     MONTH_VERIFY,
     bolt_http_app,
     e2e_env,
-    running_workers,
     wait_for,
 )
 from sqlalchemy import select
+from support.workers import running_workers
 
 from bot import schedule
 from bot.services import rounds

@@ -6,7 +6,7 @@ Processes (all real, all on the embedded SQLite database + broker):
   sweeper. Killed (-9) and restarted every few seconds.
 - a ``circuitboard worker`` verifying in the sandbox. Killed (-9, with its pool and sandbox) and
   restarted every few tens of seconds.
-Submissions arrive throughout through the upload service (``uploads.receive_upload``, the path the
+Submissions arrive throughout through the upload service (``bot.flows.upload.receive``, the path the
 Slack listener and the console take) from several users. Afterwards: nothing lost (every
 submission has exactly one final status, and exactly one final post in its DM thread), nothing
 posted twice (no message appears twice at the fake Slack server; every outbox row was sent).
@@ -38,9 +38,10 @@ import pytest
 from e2e_support import FINAL, VERIFICATION_SEED, wait_for
 from sqlalchemy import func, select
 
-from bot.queue import LocalWorker, start_local_worker
-from bot.services import rounds, uploads
+from bot.flows import upload as upload_flow
+from bot.services import rounds
 from bot.settings import get_settings
+from bot.worker.processes import LocalWorker, start_local_worker
 from puzzles.catalog import get_puzzle
 from storage.db import session_factory, session_scope, upgrade_database
 from storage.models import OutboxMessage, OutboxStatus, Submission, Verdict, utcnow
@@ -192,7 +193,7 @@ def test_soak_kill_9_the_bot_and_the_worker_nothing_lost_nothing_twice(
             if submitted < min(N_SUBMISSIONS, due + 1):
                 user = USERS[submitted % len(USERS)]
                 content = _cheap_solution(submitted)
-                outcome = uploads.receive_upload(
+                outcome = upload_flow.receive(
                     session_factory=factory,
                     settings=settings,
                     user_id=user,

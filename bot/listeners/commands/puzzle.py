@@ -8,9 +8,9 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot import slack_refs
+from bot.flows import submission as submission_flow
 from bot.listeners.after_ack import after_ack, yield_to_acks
 from bot.services import commands
-from storage.db import session_scope
 
 
 def puzzle_command(
@@ -25,7 +25,8 @@ def puzzle_command(
 def answer_puzzle_command(
     *, command: dict, respond: Respond, client: WebClient, context: BoltContext
 ) -> None:
-    with session_scope(context["db"]) as session:
+    # An admin command may re-verify: its job is published after the commit.
+    with submission_flow.unit_of_work(context["db"], context["settings"]) as session:
         result = commands.run_puzzle_command(
             session=session,
             settings=context["settings"],

@@ -5,6 +5,8 @@ from __future__ import annotations
 from slack_bolt import BoltContext
 
 from bot import outbox
+from bot.flows import upload as upload_flow
+from bot.listeners import uploads as upload_listener
 from bot.services import uploads
 from bot.views.puzzle import build_help_message
 from storage.db import session_scope
@@ -23,7 +25,7 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
         file_ids = context.get("inbound_uploads")
         if file_ids is None:
             with session_scope(factory) as session:
-                recorded = uploads.record_inbound(
+                recorded = upload_flow.record(
                     session=session,
                     settings=context["settings"],
                     user_id=user_id,
@@ -32,10 +34,7 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
                     thread_ts=ts,
                 )
             file_ids = [r.file_id for r in recorded if r.process]
-        for file_id in file_ids:
-            uploads.process_inbound(
-                session_factory=factory, settings=context["settings"], file_id=file_id
-            )
+        upload_listener.hand_off(file_ids, context)  # downloads off this thread
     elif not event.get("thread_ts"):  # chatting in a verdict thread needs no help text
         with session_scope(factory) as session:
             outbox.enqueue(

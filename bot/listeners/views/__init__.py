@@ -5,6 +5,9 @@ from __future__ import annotations
 from slack_bolt import Ack, App, BoltContext
 
 from bot import outbox
+from bot.flows import submission as submission_flow
+from bot.flows import upload as upload_flow
+from bot.listeners import uploads as upload_listener
 from bot.listeners.authz import require_admin
 from bot.services import commands, uploads
 from bot.views import home as home_views
@@ -48,7 +51,7 @@ def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> N
     user_id = body["user"]["id"]
     # Recorded before the ack: a bot killed after it still stores the upload (recovery).
     with session_scope(context["db"]) as session:
-        recorded = uploads.record_inbound(
+        recorded = upload_flow.record(
             session=session,
             settings=context["settings"],
             user_id=user_id,
@@ -56,12 +59,8 @@ def submit_solution(ack: Ack, body: dict, view: dict, context: BoltContext) -> N
             writeup_url=url or None,
         )
     ack()
-    for item in recorded:
-        if item.process:
-            uploads.process_inbound(
-                session_factory=context["db"], settings=context["settings"], file_id=item.file_id
-            )
-    context["outbox"].wake()
+    upload_listener.hand_off([item.file_id for item in recorded if item.process], context)
+    context["outbox"].wake()  # a refusal may be queued; the upload's thread wakes it again
 
 
 def _admin_text(view: dict) -> str:
@@ -85,7 +84,7 @@ def admin_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext
     ack()
     user_id = body["user"]["id"]
     settings = context["settings"]
-    with session_scope(context["db"]) as session:
+    with submission_flow.unit_of_work(context["db"], settings) as session:
         reply = commands.run_admin_command(
             session=session,
             settings=settings,

@@ -49,7 +49,7 @@ def test_console_cycle_puzzle_submit_verdict(sqlite_url, tmp_path):
     console.flush()
     assert "[DM] circuitboard:" in out.getvalue() and "Submission #1" in out.getvalue()
 
-    from bot.jobs import run_verification
+    from bot.worker.verification import run_verification
 
     assert run_verification(submission_id, settings=settings) == "verified"
     for _ in range(3):

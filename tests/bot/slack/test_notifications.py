@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from bot.services import notifications
+from bot.posts import submissions as notifications
 from storage.db import session_factory, session_scope, upgrade_database
 from storage.models import (
     Blob,

@@ -104,7 +104,7 @@ def test_ratelimited_waits_retry_after_without_counting_an_attempt(factory, clie
         assert row.next_attempt_at >= utcnow() + timedelta(seconds=1)
         assert "ratelimited" in row.last_error
     later = utcnow() + timedelta(seconds=3)
-    outbox._PACER.blocked_until.clear()  # the in-process clock of the method block
+    outbox.dispatch._PACER.blocked_until.clear()  # the in-process clock of the method block
     assert (
         outbox.dispatch_pending(
             session_factory=factory, client=client, now=later, per_channel_interval=0

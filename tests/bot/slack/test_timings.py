@@ -1,7 +1,7 @@
 """Stage timings: a DM upload's way to its verdict posts is recorded, shown by the CLI, in the JSON.
 
 The upload goes through the signed HTTP app, the verdict comes from the real job body
-(``bot.jobs.run_verification``) on the catalog's reference solution, and the posts from the outbox.
+(``bot.worker.verification.run_verification``) on the catalog's reference solution, and the posts from the outbox.
 """
 
 from __future__ import annotations
@@ -73,14 +73,14 @@ def _drain(slack_app, timeout: float = 20.0) -> None:
 def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
     slack_app, open_round, monkeypatch
 ) -> None:
-    from bot import jobs
     from bot.app import dispatcher_of
-    from bot.jobs import run_verification
+    from bot.worker import seeds, sender
+    from bot.worker.verification import run_verification
 
     sid = _upload(slack_app)
     # From here only the worker's own sender can post, and only when woken after its commits.
     dispatcher_of(slack_app.app).stop()
-    monkeypatch.setattr(jobs, "WORKER_OUTBOX_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(sender, "WORKER_OUTBOX_INTERVAL_S", 3600.0)
     settings = slack_app.app._circuitboard["settings"].model_copy(
         update={"verify_overrides": {"heldout_size": 200, "circuit_size": 100}}
     )
@@ -92,9 +92,9 @@ def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
 
     with session_scope(slack_app.factory) as session:
         round_id = session.get(Submission, sid).round_id
-    round_seed = jobs.hard_set_seed(settings, "palindromes", round_id)
+    round_seed = seeds.hard_set_seed(settings, "palindromes", round_id)
     assert any(key[-3] == round_seed for key in hardset._CACHE)
-    assert round_seed != jobs.secret_seed(
+    assert round_seed != seeds.secret_seed(
         settings, "palindromes", salt=f"round:{round_id}:submission:{sid}"
     )
     slack_app.fake.wait_for(
@@ -140,12 +140,12 @@ def test_every_stage_from_ack_to_verdict_post_is_recorded_and_shown(
 
 
 def test_a_failed_run_is_timed_too(slack_app, open_round) -> None:
-    from bot.services import submissions
+    from bot.services import leases
 
     sid = _upload(slack_app)
     with session_scope(slack_app.factory) as session:
-        attempt = submissions.claim(session=session, submission_id=sid, owner="w1")
-        assert submissions.fail(
+        attempt = leases.claim(session=session, submission_id=sid, owner="w1")
+        assert leases.fail(
             session=session, submission_id=sid, owner="w1", attempt=attempt, message="time limit"
         )
     with session_scope(slack_app.factory) as session:

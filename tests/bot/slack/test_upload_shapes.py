@@ -100,13 +100,14 @@ def test_a_python_snippet_is_taken_as_a_py_file(slack_app, open_round):
 
 
 def test_a_download_failing_for_a_moment_is_retried_not_refused(slack_app, open_round):
+    from bot.flows import upload as upload_flow
     from bot.services import uploads
 
     settings = slack_app.app._circuitboard["settings"]
     file = _file(slack_app, "F0FLAKY001", "flaky.py")
     slack_app.fake.fail_download(file["url_private_download"], status=503, times=1)
     with session_scope(slack_app.factory) as session:  # what the bot records before its ack
-        (recorded,) = uploads.record_inbound(
+        (recorded,) = upload_flow.record(
             session=session,
             settings=settings,
             user_id=USER,
@@ -114,7 +115,7 @@ def test_a_download_failing_for_a_moment_is_retried_not_refused(slack_app, open_
             dm_channel=DM,
             thread_ts=TS,
         )
-    outcome = uploads.process_inbound(
+    outcome = upload_flow.store(
         session_factory=slack_app.factory, settings=settings, file_id=recorded.file_id
     )
     assert outcome.pending and outcome.error is None
@@ -122,7 +123,7 @@ def test_a_download_failing_for_a_moment_is_retried_not_refused(slack_app, open_
         row = session.get(InboundUpload, "F0FLAKY001")
         assert row.status == InboundStatus.PENDING and "503" in (row.last_error or "")
     later = utcnow() + uploads.STALE_AFTER + timedelta(seconds=1)
-    assert uploads.recover_pending(session_factory=slack_app.factory, settings=settings, now=later)
+    assert upload_flow.recover(session_factory=slack_app.factory, settings=settings, now=later)
     (submission,) = _submissions(slack_app)
     assert submission.filename == "flaky.py"
     assert slack_app.fake.download_count == 1  # the 503 was not a download

@@ -1,6 +1,6 @@
 """DM file uploads and the submit modal, end to end: one submission, verdict once, in the thread.
 
-The verdict comes from the queue's real job body (``bot.jobs.run_verification``) running the real
+The verdict comes from the queue's real job body (``bot.worker.verification.run_verification``) running the real
 verification engine in-process on the catalog's reference solution.
 """
 
@@ -47,7 +47,7 @@ def _submissions(slack_app) -> list[Submission]:
 
 
 def _verify(slack_app, submission_id: int) -> str:
-    from bot.jobs import run_verification
+    from bot.worker.verification import run_verification
 
     settings = slack_app.app._circuitboard["settings"]
     return run_verification(submission_id, settings=settings)
@@ -235,12 +235,13 @@ def test_dm_text_gets_help_but_thread_chatter_does_not(slack_app):
 def _acknowledged_then_killed(slack_app, event: dict, event_id: str, *, now=None) -> None:
     """What the bot commits before its ack (the event id and the inbound row), and nothing more:
     the process that would have stored the upload was killed right after answering Slack."""
+    from bot.flows import upload as upload_flow
     from bot.services import deliveries, uploads
 
     settings = slack_app.app._circuitboard["settings"]
     with session_scope(slack_app.factory) as session:
         assert deliveries.first_delivery(session=session, key=f"event:{event_id}")
-        recorded = uploads.record_inbound(
+        recorded = upload_flow.record(
             session=session,
             settings=settings,
             user_id=event["user"],
@@ -315,6 +316,7 @@ def test_a_retry_of_an_event_whose_processing_died_is_processed(slack_app, open_
 def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app, open_round):
     from datetime import timedelta
 
+    from bot.flows import upload as upload_flow
     from bot.services import uploads
     from storage.models import InboundStatus, InboundUpload, utcnow
 
@@ -324,10 +326,7 @@ def test_a_pending_upload_that_keeps_failing_is_refused_with_a_message(slack_app
     with session_scope(slack_app.factory) as session:  # as if it had been tried (and died) often
         session.get(InboundUpload, "F9").attempts = uploads.MAX_ATTEMPTS
     later = utcnow() + timedelta(minutes=2)
-    assert (
-        uploads.recover_pending(session_factory=slack_app.factory, settings=settings, now=later)
-        == 1
-    )
+    assert upload_flow.recover(session_factory=slack_app.factory, settings=settings, now=later) == 1
     call = _refusal(slack_app)
     assert call.args["channel"] == DM and "upload it again" in call.args["text"]
     with session_scope(slack_app.factory) as session:
@@ -374,3 +373,27 @@ def test_a_modal_submission_gets_its_verdict_plot_in_the_dm(slack_app, open_roun
     with session_scope(slack_app.factory) as session:
         failed = session.query(OutboxMessage).filter(OutboxMessage.status != OutboxStatus.SENT)
         assert [(r.idempotency_key, r.last_error) for r in failed] == []
+
+
+def test_the_download_runs_after_the_ack_off_the_listener_thread(
+    slack_app, open_round, monkeypatch
+):
+    import threading
+
+    from bot.flows import upload as upload_flow
+
+    threads: list[str] = []
+    store = upload_flow.store
+
+    def recording_store(**kwargs):
+        threads.append(threading.current_thread().name)
+        return store(**kwargs)
+
+    monkeypatch.setattr(upload_flow, "store", recording_store)
+    event = _file_event(
+        slack_app, "F10", "threaded.py", b"def predict(tokens):\n    return tokens[:, 0]\n"
+    )
+    assert slack_app.event(event, event_id="EvThread").status_code == 200
+    slack_app.fake.wait_for("chat.postMessage", lambda c: c.args.get("thread_ts") == event["ts"])
+    assert [s.slack_file_id for s in _submissions(slack_app)] == ["F10"]
+    assert len(threads) == 1 and threads[0].startswith("upload"), threads

@@ -121,7 +121,7 @@ def test_calibrate_dry_run_prints_thresholds_and_show_displays_calibration() -> 
 
 
 def test_the_worker_stores_the_quality_score_as_the_ranking_score() -> None:
-    from bot.jobs import _outcome
+    from bot.worker.verification import outcome_of as _outcome
 
     verdict = Verdict(passed=True)
     verdict.checks["replication"] = CheckResult(
@@ -140,7 +140,7 @@ def test_the_worker_stores_the_quality_score_as_the_ranking_score() -> None:
 
 def test_the_worker_ranks_a_hypothesis_that_holds_above_the_same_file_without_one() -> None:
     """Leaderboards rank by checks passed, then the stored quality: the causal check adds to both."""
-    from bot.jobs import _outcome
+    from bot.worker.verification import outcome_of as _outcome
 
     def verdict(with_causal: bool) -> Verdict:
         v = Verdict(passed=True)

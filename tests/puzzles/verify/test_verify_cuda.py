@@ -96,10 +96,10 @@ def test_engine_on_cuda_equals_naive_and_cpu(ablation: str) -> None:
 
 FORKED_WORKER = """
 import multiprocessing, os, sys
-os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # what bot.jobs.default_queues sets
+os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # what bot.worker.tasks.default_queues sets
 import torch
 assert torch.cuda.is_available()
-import puzzles.models, puzzles.verify.engine  # what bot.jobs._preload imports before forking
+import puzzles.models, puzzles.verify.engine  # what bot.worker.tasks._preload imports before forking
 assert not torch.cuda.is_initialized(), "the parent initialised CUDA before forking"
 
 def child(results):

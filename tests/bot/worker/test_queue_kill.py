@@ -7,16 +7,16 @@ import os
 import signal
 
 import pytest
-from jobs_support import (
+from support.queue import (
     Gate,
     all_final,
     rows,
-    running_workers,
     solution,
     submit,
     verdicts_by_submission,
     wait_for,
 )
+from support.workers import running_workers
 
 
 @pytest.mark.slow

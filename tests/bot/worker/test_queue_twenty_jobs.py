@@ -6,16 +6,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobs_support import (
+from support.queue import (
     Gate,
     all_final,
     rows,
-    running_workers,
     solution,
     submit,
     verdicts_by_submission,
     wait_for,
 )
+from support.workers import running_workers
 
 from bot.queue import enqueue_verification, queue_depth
 

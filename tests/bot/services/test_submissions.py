@@ -7,12 +7,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from jobs_support import seed_round, solution
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from support.queue import seed_round, solution
 
+from bot.flows import submission as submission_flow
 from bot.queue import queue_depth
-from bot.services import submissions
+from bot.services import leases, submissions, sweeper
 from bot.settings import get_settings
 from storage.db import make_engine, session_factory, session_scope, upgrade_database
 from storage.models import Blob, Submission, SubmissionStatus, Verdict, utcnow
@@ -34,7 +35,7 @@ def env(database_url, monkeypatch):
 
 
 def _create(factory, round_id, user="U1", tag="", now=None, **kwargs):
-    with session_scope(factory) as session:
+    with submission_flow.unit_of_work(factory) as session:
         row = submissions.create_submission(
             session=session,
             round_id=round_id,
@@ -56,17 +57,17 @@ def _row(factory, submission_id) -> Submission:
 
 def _claim(factory, submission_id, owner, now=None):
     with session_scope(factory) as session:
-        return submissions.claim(session=session, submission_id=submission_id, owner=owner, now=now)
+        return leases.claim(session=session, submission_id=submission_id, owner=owner, now=now)
 
 
 def _verdict(factory, submission_id, owner, attempt, **fields):
-    with session_scope(factory) as session:
-        return submissions.record_verdict(
+    with submission_flow.unit_of_work(factory) as session:
+        return leases.record_verdict(
             session=session,
             submission_id=submission_id,
             owner=owner,
             attempt=attempt,
-            outcome=submissions.Outcome(passed=True, checks_passed=2, public_score=0.99, **fields),
+            outcome=leases.Outcome(passed=True, checks_passed=2, public_score=0.99, **fields),
         )
 
 
@@ -113,6 +114,22 @@ def test_fair_queuing_holds_a_burst_until_the_active_one_finishes(env) -> None:
     assert queue_depth(settings)["cpu"] == 3
 
 
+def test_a_plain_commit_publishes_nothing_and_the_sweeper_resends_it(env) -> None:
+    """No commit hook: only a flow publishes. A row committed without its publish (a process
+    killed between the two) is re-sent by the sweeper once ``requeue_after`` has passed."""
+    settings, factory, round_id = env
+    with session_scope(factory) as session:
+        sid = submissions.create_submission(
+            session=session, round_id=round_id, user_id="U1", filename="s.py", content=solution()
+        )
+        sid = sid.id
+    assert _row(factory, sid).status == S.QUEUED
+    assert queue_depth(settings)["cpu"] == 0
+    later = utcnow() + timedelta(seconds=settings.requeue_after + 1)
+    assert submission_flow.sweep(session_factory=factory, now=later).resent == [sid]
+    assert queue_depth(settings)["cpu"] == 1
+
+
 def test_daily_limit_counts_uploads_but_not_system_failures(env) -> None:
     _settings, factory, round_id = env
     now = utcnow()
@@ -123,7 +140,7 @@ def test_daily_limit_counts_uploads_but_not_system_failures(env) -> None:
 
     attempt = _claim(factory, ids[0], "w1", now=now)
     with session_scope(factory) as session:  # e.g. the time limit: the system's failure
-        assert submissions.fail(
+        assert leases.fail(
             session=session, submission_id=ids[0], owner="w1", attempt=attempt, message="limit"
         )
     fourth = _create(factory, round_id, tag="4", now=now)
@@ -142,13 +159,11 @@ def test_claim_is_exclusive_and_a_lost_lease_records_nothing(env) -> None:
     later = now + timedelta(seconds=31)
     assert _claim(factory, sid, "w2", now=later) == 2
     with session_scope(factory) as session:
-        assert not submissions.renew_lease(
-            session=session, submission_id=sid, owner="w1", attempt=1
-        )
-        assert not submissions.set_stage(
+        assert not leases.renew_lease(session=session, submission_id=sid, owner="w1", attempt=1)
+        assert not leases.set_stage(
             session=session, submission_id=sid, owner="w1", attempt=1, stage="circuit"
         )
-        assert submissions.set_stage(
+        assert leases.set_stage(
             session=session, submission_id=sid, owner="w2", attempt=2, stage="circuit"
         )
     assert _verdict(factory, sid, "w1", 1) is None  # the zombie's result is dropped
@@ -198,12 +213,12 @@ def test_rejected_upload_gets_a_verdict_and_the_users_message(env) -> None:
     sid = _create(factory, round_id)
     attempt = _claim(factory, sid, "w1")
     with session_scope(factory) as session:
-        submissions.record_verdict(
+        leases.record_verdict(
             session=session,
             submission_id=sid,
             owner="w1",
             attempt=attempt,
-            outcome=submissions.Outcome(passed=True, error="SyntaxError on line 3"),
+            outcome=leases.Outcome(passed=True, error="SyntaxError on line 3"),
         )
     row = _row(factory, sid)
     assert (row.status, row.message) == (S.REJECTED, "SyntaxError on line 3")
@@ -241,15 +256,15 @@ def test_sweeper_requeues_expired_leases_then_fails_with_a_message(env) -> None:
 
     assert _claim(factory, sid, "w1", now=now) == 1
     with session_scope(factory) as session:
-        assert submissions.sweep(session=session, now=now).changed == 0  # lease still valid
-        result = submissions.sweep(session=session, now=now + lease)
+        assert sweeper.sweep(session=session, now=now).changed == 0  # lease still valid
+        result = sweeper.sweep(session=session, now=now + lease)
     assert result.requeued == [sid]
     row = _row(factory, sid)
     assert (row.status, row.stage, row.attempts) == (S.QUEUED, "queued", 1)
 
     assert _claim(factory, sid, "w2", now=now + lease) == 2
     with session_scope(factory) as session:
-        result = submissions.sweep(session=session, now=now + 3 * lease)
+        result = sweeper.sweep(session=session, now=now + 3 * lease)
     assert result.failed == [sid]
     row = _row(factory, sid)
     assert row.status == S.FAILED
@@ -269,11 +284,11 @@ def test_sweeper_resends_lost_messages_and_promotes_stranded_uploads(env) -> Non
     sid = _create(factory, round_id, user="U1")
     now = utcnow()
     with session_scope(factory) as session:
-        assert submissions.sweep(session=session, now=now).resent == []
+        assert sweeper.sweep(session=session, now=now).resent == []
         later = now + timedelta(seconds=settings.requeue_after + 1)
-        assert submissions.sweep(session=session, now=later).resent == [sid]
+        assert sweeper.sweep(session=session, now=later).resent == [sid]
         # re-sent once per period, not on every sweep
-        assert submissions.sweep(session=session, now=later).resent == []
+        assert sweeper.sweep(session=session, now=later).resent == []
 
     # A row left "received" with nothing active for its user (e.g. a crash between the verdict and
     # the promotion) is moved up by the sweeper.
@@ -285,5 +300,5 @@ def test_sweeper_resends_lost_messages_and_promotes_stranded_uploads(env) -> Non
             .values(status=S.RECEIVED.value)
         )
     with session_scope(factory) as session:
-        assert submissions.sweep(session=session).promoted == [stranded]
+        assert sweeper.sweep(session=session).promoted == [stranded]
     assert _row(factory, stranded).status == S.QUEUED

@@ -1,6 +1,7 @@
 """What Slack should show after a submission changed state, queued through the outbox.
 
-The queue worker calls ``submission_updated`` after every state change it commits. Everything
+The submission flows (``bot.flows.submission``) call ``submission_updated`` in the transaction of
+every state change, and ``upload_refused`` when an upload could not become one. Everything
 here is derived from the row, and every post has an idempotency key derived from that state, so
 calling it twice (a retried job, a sweeper, a restart) posts nothing new.
 
@@ -28,6 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
+from bot.services import leaderboards
+from bot.views.puzzle import build_error_message
 from bot.views.submissions import (
     build_channel_verified_line,
     build_failure_message,
@@ -115,8 +118,6 @@ def submission_updated(
 
 def _refresh_board(*, session: Session, round_id: int, now: datetime, create: bool = True) -> None:
     """Update the round channel's pinned leaderboard; a problem there never blocks the DM posts."""
-    from bot.services import leaderboards
-
     if not create and outbox.get(session=session, key=leaderboards.pinned_key(round_id)) is None:
         return
     try:
@@ -188,4 +189,42 @@ def _announce_in_round(*, session: Session, submission: Submission, now: datetim
     )
 
 
-__all__ = ["submission_updated", "status_key", "verdict_key", "round_announce_key"]
+def submission_updated_safely(*, session: Session, submission_id: int) -> None:
+    """``submission_updated`` in a savepoint: a notification error never undoes the state change
+    it reports (a verdict must commit even if its post cannot be composed)."""
+    try:
+        with session.begin_nested():
+            submission_updated(session=session, submission_id=submission_id)
+    except Exception:
+        log.exception("notification for submission %s failed", submission_id)
+
+
+def upload_refused(
+    *,
+    session: Session,
+    key: str,
+    user_id: str,
+    text: str,
+    channel: str | None = None,
+    thread_ts: str | None = None,
+) -> None:
+    """Tell the user why their file was not accepted, as a message in their DM with the bot.
+
+    Not an ephemeral message: Slack shows those only to a user active in that conversation at
+    that moment, and a refusal often comes minutes after the upload. Threaded under the file's
+    message when there is one.
+    """
+    payload: dict = {"channel": channel or user_id, **build_error_message(text)}
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
+    outbox.enqueue(session=session, key=key, method="chat_postMessage", payload=payload)
+
+
+__all__ = [
+    "round_announce_key",
+    "status_key",
+    "submission_updated",
+    "submission_updated_safely",
+    "upload_refused",
+    "verdict_key",
+]

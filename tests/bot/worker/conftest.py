@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from jobs_support import SMALL_VERIFY, seed_round
 from sqlalchemy.orm import Session, sessionmaker
+from support.queue import SMALL_VERIFY, seed_round
 
 from bot.settings import Settings, get_settings
 from storage.db import make_engine, session_factory, upgrade_database

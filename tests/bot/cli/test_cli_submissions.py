@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from jobs_support import seed_round, solution
+from support.queue import seed_round, solution
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.services import submissions
+from bot.services import leases, submissions
 from bot.settings import get_settings
 from storage.db import make_engine, session_factory, session_scope, upgrade_database
 
@@ -25,13 +25,13 @@ def test_list_show_reverify_and_sweep() -> None:
             content=solution(),
         ).id
     with session_scope(factory) as session:
-        attempt = submissions.claim(session=session, submission_id=sid, owner="w1")
-        submissions.record_verdict(
+        attempt = leases.claim(session=session, submission_id=sid, owner="w1")
+        leases.record_verdict(
             session=session,
             submission_id=sid,
             owner="w1",
             attempt=attempt,
-            outcome=submissions.Outcome(passed=True, checks_passed=2, public_score=0.995),
+            outcome=leases.Outcome(passed=True, checks_passed=2, public_score=0.995),
         )
     runner = CliRunner()
 

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from sqlalchemy import select
 
-from bot.jobs import check_sandbox
 from bot.settings import get_settings
+from bot.worker.sandbox_check import check_sandbox
 from storage.db import make_engine, session_factory, session_scope, upgrade_database
 from storage.models import OutboxMessage
 
@@ -22,7 +22,7 @@ def test_a_worker_without_a_sandbox_says_why_in_its_log_and_to_admins(
     settings = get_settings()
     upgrade_database(settings.db_url)
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on this "machine"
-    with caplog.at_level(logging.ERROR, logger="bot.jobs"):
+    with caplog.at_level(logging.ERROR, logger="bot.worker.sandbox_check"):
         problem = check_sandbox(settings)
         assert check_sandbox(settings) == problem  # a restart the same day: no second notice
     assert problem and "bubblewrap (bwrap) is not installed" in problem
@@ -36,6 +36,6 @@ def test_a_worker_without_a_sandbox_says_why_in_its_log_and_to_admins(
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap NOT installed")
 def test_a_worker_with_a_sandbox_logs_its_limits(caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="bot.jobs"):
+    with caplog.at_level(logging.INFO, logger="bot.worker.sandbox_check"):
         assert check_sandbox(get_settings()) is None
     assert any("sandbox: ok" in r.getMessage() for r in caplog.records)

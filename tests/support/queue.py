@@ -1,11 +1,11 @@
-"""Helpers for the queue tests: a round to submit to, solutions, real worker processes, waiting."""
+"""Helpers for the queue and worker tests: a round to submit to, solutions, submitting, waiting
+(real worker processes: ``support.workers``)."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -13,8 +13,8 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.queue import LocalWorker, start_local_worker
-from bot.services import submissions
+from bot.flows import submission as submission_flow
+from bot.services import submissions, sweeper
 from puzzles.catalog import get_puzzle
 from storage.db import session_scope
 from storage.models import (
@@ -119,7 +119,7 @@ def submit(
     content: bytes,
     filename: str = "solution.py",
 ) -> int:
-    with session_scope(factory) as session:
+    with submission_flow.unit_of_work(factory) as session:
         row = submissions.create_submission(
             session=session,
             round_id=round_id,
@@ -147,9 +147,8 @@ def verdicts_by_submission(factory: sessionmaker[Session]) -> dict[int, list[int
         return found
 
 
-def sweep(factory: sessionmaker[Session]) -> submissions.SweepResult:
-    with session_scope(factory) as session:
-        return submissions.sweep(session=session)
+def sweep(factory: sessionmaker[Session]) -> sweeper.SweepResult:
+    return submission_flow.sweep(session_factory=factory)
 
 
 def wait_for(
@@ -184,74 +183,6 @@ def all_final(factory: sessionmaker[Session], ids: list[int]) -> list[Submission
     ):
         return found
     return None
-
-
-class Workers:
-    """Real ``circuitboard worker`` processes, each in its own process group."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.started: list[LocalWorker] = []
-
-    def start(self, *, concurrency: int = 1) -> LocalWorker:
-        log = self.log_dir / f"worker-{len(self.started)}.log"
-        worker = start_local_worker(concurrency=concurrency, log_path=log)
-        self.started.append(worker)
-        return worker
-
-    @staticmethod
-    def ready(worker: LocalWorker) -> bool:
-        return (
-            worker.log_path is not None
-            and worker.log_path.exists()
-            and (" ready." in worker.log_path.read_text(errors="replace"))
-        )
-
-    def wait_ready(self, *workers: LocalWorker, timeout: float = 300) -> None:
-        for worker in workers:
-            wait_for(
-                lambda w=worker: self.ready(w) or (not w.alive() and self._dead(w)),
-                timeout=timeout,
-                what=f"worker {worker.pid} to start",
-            )
-
-    def _dead(self, worker: LocalWorker) -> bool:
-        raise AssertionError(f"worker {worker.pid} exited:\n{self.logs()}")
-
-    def holding(self, owner: str | None) -> LocalWorker | None:
-        """The worker whose process group contains the lease owner's process."""
-        if not owner:
-            return None
-        pid = int(owner.split("/")[1])
-        try:
-            group = os.getpgid(pid)
-        except ProcessLookupError:
-            return None
-        return next((w for w in self.started if w.pid == group and w.alive()), None)
-
-    def logs(self) -> str:
-        out = []
-        for worker in self.started:
-            if worker.log_path and worker.log_path.exists():
-                tail = worker.log_path.read_text(errors="replace")[-4000:]
-                out.append(f"--- {worker.log_path.name} (pid {worker.pid})\n{tail}")
-        return "\n".join(out)
-
-    def stop_all(self) -> None:
-        for worker in self.started:
-            worker.stop(timeout=10)
-
-
-@contextmanager
-def running_workers(log_dir: Path) -> Iterator[Workers]:
-    workers = Workers(log_dir)
-    try:
-        yield workers
-    except BaseException:
-        print(workers.logs())
-        raise
-    finally:
-        workers.stop_all()
 
 
 def outbox_keys(factory) -> set[str]:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 
-from jobs_support import (
+from support.queue import (
     SMALL_VERIFY,
     all_final,
     outbox_keys,
-    running_workers,
     solution,
     submit,
     verdicts_by_submission,
     wait_for,
 )
+from support.workers import running_workers
 
 from bot.queue import get_app, queue_depth
 from bot.settings import get_settings
