@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services import grammar
+from bot import grammar
 from bot.services.overview import RoundOverview
 from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import (

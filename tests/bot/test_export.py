@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from leaderboard_support import World
+from support.leaderboards import World
 from typer.testing import CliRunner
 
 from bot.services import credits, export

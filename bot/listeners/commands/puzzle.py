@@ -8,8 +8,8 @@ from slack_bolt import Ack, BoltContext, Respond
 from slack_sdk import WebClient
 
 from bot import slack_refs
+from bot.flows.puzzle_command import run_puzzle_command
 from bot.listeners.after_ack import after_ack, yield_to_acks
-from bot.services import commands
 from storage.db import session_scope
 
 
@@ -26,7 +26,7 @@ def answer_puzzle_command(
     *, command: dict, respond: Respond, client: WebClient, context: BoltContext
 ) -> None:
     with session_scope(context["db"]) as session:
-        result = commands.run_puzzle_command(
+        result = run_puzzle_command(
             session=session,
             settings=context["settings"],
             user_id=command["user_id"],

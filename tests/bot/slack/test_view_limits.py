@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.services.leaderboards import (
+from bot.services.leaderboard_data import (
     AllTimeEntry,
     AllTimeLeaderboard,
     RoundEntry,
@@ -156,7 +156,7 @@ def messages() -> dict[str, dict]:
     subs = [_submission(i, s) for i, s in enumerate(list(SubmissionStatus) * 10, start=1)]
     verdict = subs[0].verdicts[0]
     round_ = ov.round
-    from bot.services.rounds import BestSubmission, CreditLine, RoundResults
+    from bot.services.round_data import BestSubmission, CreditLine, RoundResults
 
     results = RoundResults(
         submissions=9,
