@@ -580,7 +580,7 @@ def check_sandbox(settings: Settings) -> str | None:
 
 
 def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
-    from bot.services import admins
+    from bot.posts.admins import notify_admins
     from storage.models import utcnow
 
     host = socket.gethostname()
@@ -590,7 +590,7 @@ def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
     )
     with session_scope(_session_factory(settings)) as session:
         key = f"notice:sandbox:{host}:{utcnow():%Y-%m-%d}"
-        admins.notify(session=session, settings=settings, key=key, text=text)
+        notify_admins(session=session, settings=settings, key=key, text=text)
 
 
 def run_worker(

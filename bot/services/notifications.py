@@ -115,7 +115,7 @@ def submission_updated(
 
 def _refresh_board(*, session: Session, round_id: int, now: datetime, create: bool = True) -> None:
     """Update the round channel's pinned leaderboard; a problem there never blocks the DM posts."""
-    from bot.services import leaderboards
+    from bot.posts import leaderboards
 
     if not create and outbox.get(session=session, key=leaderboards.pinned_key(round_id)) is None:
         return
