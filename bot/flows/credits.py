@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from bot import slack_refs
 from bot.grammar import words as grammar_words
 from bot.grammar.usage import CREDIT_USAGE
-from bot.services import credits, export, overview, users
+from bot.services import credits, overview, users
+from bot.services.round_refs import RoundNotFound, resolve_round
 from storage.models import RoundStatus
 
 
@@ -56,8 +57,8 @@ def credit_round(*, session: Session, ref: str | None, now: datetime) -> int:
             return current.round.id
         ref = "latest"
     try:
-        round_ = export.resolve_round(session=session, ref=ref, now=now)
-    except export.ExportError as exc:
+        round_ = resolve_round(session=session, ref=ref, now=now)
+    except RoundNotFound as exc:
         if ref.lower() in ("latest", "last"):
             raise ValueError("no round to credit: none is open and none has closed yet") from exc
         raise ValueError(f"no round #{ref} to credit (see `/puzzle admin round list`)") from exc

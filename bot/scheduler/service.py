@@ -22,6 +22,7 @@ from typing import Any
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from slack_sdk import WebClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.scheduler import registry
@@ -212,8 +213,6 @@ def slack_client(settings: Settings) -> Any:
     """A Web API client from the settings, or None in console mode (no token)."""
     if settings.slack_bot_token is None:
         return None
-    from slack_sdk import WebClient  # the scheduler alone, in console mode, never needs it
-
     return WebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )

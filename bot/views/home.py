@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services.overview import MySubmissions, RoundOverview
+from bot.services.overview_data import MySubmissions, RoundOverview
 from bot.views.blocks import (
     HOME_BLOCKS_MAX,
     Block,

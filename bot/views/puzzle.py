@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot import grammar
-from bot.services.overview import RoundOverview
+from bot.services.overview_data import RoundOverview
 from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import (
     MODAL_TITLE_MAX,

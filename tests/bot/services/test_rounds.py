@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support.scheduler import ADMIN, CHANNEL, utc
+from support.scheduler import CHANNEL, utc
 
-from bot.flows import round_admin
-from bot.grammar import GrammarError
 from bot.services import rounds
 from bot.services.rounds import RoundError
 from storage.db import session_scope
@@ -161,31 +159,3 @@ def test_cancel_cancels_scheduled_hints_and_is_refused_after_closing(factory, se
             rounds.cancel(session=s, round_id=other.id, now=other.closes_at + timedelta(days=1))
         with pytest.raises(RoundError, match="no round #999"):
             rounds.cancel(session=s, round_id=999, now=NOW)
-
-
-def test_admin_round_command(factory, settings) -> None:
-    def run(text: str) -> str:
-        with session_scope(factory) as s:
-            return round_admin.admin_round_command(
-                session=s, text=text, actor_id=ADMIN, channel_id="CHERE", now=NOW, settings=settings
-            )
-
-    # Slack's typographic quotes and escaped channel mentions are understood.
-    reply = run("plan alpha opens “2026-12-01 17:00” channel <#C777|puzzles>")
-    assert "Planned #1" in reply and "<#C777>" in reply and "Tue 01 Dec 2026 17:00 CET" in reply
-    assert "Fri 01 Jan 2027 17:00 CET" in reply
-    reply = run("plan beta")  # the default cadence, in the channel the command came from
-    assert "#2" in reply and "<#CHERE>" in reply and "Mon 01 Feb 2027 17:00 CET" in reply
-    assert run("list").count("\n") == 1
-    assert "hint #1" in run("show 1")
-    assert "Rescheduled" in run('reschedule 2 closes "2027-02-03 12:00"')
-    assert "Cancelled #2" in run("cancel 2")
-    assert "Usage" in run("help")
-    with pytest.raises(RoundError, match="unknown round command"):
-        run("frobnicate")
-    with pytest.raises(GrammarError, match="which round"):
-        run("cancel")
-    with pytest.raises(ValueError, match="could not read the time"):
-        run('plan beta opens "someday"')
-    with session_scope(factory) as s:
-        assert rounds.require(session=s, round_id=1).created_by == ADMIN

@@ -13,7 +13,7 @@ from bot.services.leaderboard_data import (
     RoundLeaderboard,
     ScoreRule,
 )
-from bot.services.overview import MySubmissions, RoundOverview
+from bot.services.overview_data import MySubmissions, RoundOverview
 from bot.views import announcements, home, leaderboard, puzzle, submissions
 from bot.views.limits import validate_message, validate_view
 from bot.views.text import render

@@ -8,7 +8,8 @@ import pytest
 from support.leaderboards import World
 from typer.testing import CliRunner
 
-from bot.services import credits, export
+from bot.posts import writeup
+from bot.services import credits
 from storage.models import Admin, RoundStatus
 
 
@@ -65,7 +66,7 @@ def test_write_up_of_a_closed_round(database_url, catalog):
     world = World(database_url)
     try:
         r, nxt = _seed(world)
-        post = export.build_post(session=world.session, round_id=r.id, top_n=2, now=r.closes_at)
+        post = writeup.build_post(session=world.session, round_id=r.id, top_n=2, now=r.closes_at)
     finally:
         world.close()
     assert post.startswith("# January 2026: Circuits\n")
@@ -96,7 +97,7 @@ def test_write_up_of_an_open_round_hides_the_solution_and_private_scores(sqlite_
         r, _ = _seed(world)
         r.status = RoundStatus.OPEN
         world.session.commit()
-        post = export.build_post(
+        post = writeup.build_post(
             session=world.session, round_id=r.id, now=r.opens_at + timedelta(days=3)
         )
     finally:

@@ -1,54 +1,24 @@
 """The monthly write-up as Markdown: puzzle, solution, winners, leaderboard, statistics, next puzzle.
 
 Admins paste it into the community's blog or newsletter, so it is plain Markdown with display
-names (not Slack mentions) and absolute links only.
+names (not Slack mentions) and absolute links only. Not a Slack post: ``circuitboard export-post``
+prints it (``bot.services.round_refs.resolve_round`` finds the round).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.services import credits as credit_service
 from bot.services import leaderboards
+from bot.services.round_refs import RoundNotFound
 from bot.views.escape import markdown
 from storage.models import Credit, CreditKind, Round, RoundStatus, SlackUser, utcnow
 
 SUMMARY_CHARS = 1500
-
-
-class ExportError(LookupError):
-    """The round to export does not exist."""
-
-
-def resolve_round(*, session: Session, ref: str, now: datetime | None = None) -> Round:
-    """A round by id, or ``latest``: the most recently closed round (the one to write up)."""
-    now = now or utcnow()
-    if ref.strip().lower() in ("latest", "last"):
-        found = session.scalars(
-            select(Round)
-            .where(
-                or_(
-                    Round.status.in_((RoundStatus.CLOSED, RoundStatus.SOLUTIONS_POSTED)),
-                    and_(Round.status == RoundStatus.OPEN, Round.closes_at <= now),
-                )
-            )
-            .order_by(Round.closes_at.desc(), Round.id.desc())
-            .limit(1)
-        ).first()
-        if found is None:
-            raise ExportError("no round has closed yet")
-        return found
-    try:
-        round_id = int(ref)
-    except ValueError as exc:
-        raise ExportError(f"ROUND must be a round id or `latest`, got {ref!r}") from exc
-    found = session.get(Round, round_id)
-    if found is None:
-        raise ExportError(f"no round with id {round_id}")
-    return found
 
 
 def _md(text: str | None) -> str:
@@ -101,7 +71,7 @@ def build_post(
     now = now or utcnow()
     round_ = session.get(Round, round_id)
     if round_ is None:
-        raise ExportError(f"no round with id {round_id}")
+        raise RoundNotFound(f"no round with id {round_id}")
     board = leaderboards.round_leaderboard(
         session=session, round_id=round_id, now=now, with_names=True
     )
@@ -248,4 +218,4 @@ def _next_puzzle(session: Session, round_: Round) -> list[str]:
     return [*out, ""]
 
 
-__all__ = ["ExportError", "build_post", "resolve_round"]
+__all__ = ["build_post"]
