@@ -23,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_sdk import WebClient
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.scheduler import registry
@@ -122,6 +123,7 @@ class SchedulerService:
         registry.claim(self)
         tick_s = self.settings.schedule_tick_seconds
         engine = self.session_factory.kw["bind"]
+        _forget_stored_jobs(engine)
         scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOB_TABLE)},
             executors={"default": ThreadPoolExecutor(max_workers=3)},
@@ -188,6 +190,17 @@ class SchedulerService:
             self.scheduler = None
         registry.release(self)
         self.lock.release()
+
+
+def _forget_stored_jobs(engine: Engine) -> None:
+    """Delete our jobs from the job store before it loads them: they are all added again below
+    (due now), and one stored by an older version may name a job body that no longer exists
+    (``bot.schedule:cycle_job`` before ``bot.scheduler``), which APScheduler logs as an error."""
+    with engine.begin() as connection:
+        if inspect(connection).has_table(JOB_TABLE):
+            connection.execute(
+                text(f"DELETE FROM {JOB_TABLE} WHERE id LIKE :prefix"), {"prefix": JOB_PREFIX + "%"}
+            )
 
 
 def start_scheduler(
