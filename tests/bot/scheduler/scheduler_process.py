@@ -27,15 +27,16 @@ import apscheduler.jobstores.sqlalchemy  # noqa: F401
 import apscheduler.schedulers.background  # noqa: F401
 
 from bot import scheduler as schedule
-from bot.services import hints
+from bot.scheduler import actions
 
 with contextlib.suppress(ImportError):  # the sweeper the scheduler registers, when present
     import bot.services.submissions  # noqa: F401
 
 
 def _pause_in_release(after: int) -> None:
-    """Let this process commit ``after`` hint releases, then stop inside the next one."""
-    release = hints.release
+    """Let this process commit ``after`` hint releases, then stop inside the next one (the
+    scheduler's hint handler calls ``actions.release_hint``)."""
+    release = actions.release_hint
     calls = 0
 
     def paused_release(*, session, hint_id, **kwargs):
@@ -50,7 +51,7 @@ def _pause_in_release(after: int) -> None:
             time.sleep(3600)
         return key  # pragma: no cover
 
-    hints.release = paused_release
+    actions.release_hint = paused_release
 
 
 def main() -> None:
