@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import time
 from datetime import timedelta
 
@@ -174,3 +175,32 @@ def test_losing_the_postgres_lock_stops_jobs_here_until_it_is_taken_again(
     finally:
         service.stop()
         engine.dispose()
+
+
+def test_jobs_stored_by_an_older_version_are_replaced_without_an_error(
+    url, factory, caplog
+) -> None:
+    """A job store written before ``bot.schedule`` became ``bot.scheduler`` names job bodies that
+    no longer exist; the first start replaces them instead of logging "Unable to restore job"."""
+    settings = make_settings(url, schedule_tick_seconds=60)
+    service = schedule.start_scheduler(settings=settings, session_factory=factory)
+    service.stop()
+    engine = factory.kw["bind"]
+    with engine.begin() as connection:
+        rows = connection.execute(text("SELECT id, job_state FROM apscheduler_jobs")).all()
+        assert {job_id for job_id, _ in rows} >= {schedule.CYCLE_JOB_ID}
+        for job_id, blob in rows:
+            state = pickle.loads(blob)
+            state["func"] = state["func"].replace("bot.scheduler.jobs:", "bot.schedule:")
+            connection.execute(
+                text("UPDATE apscheduler_jobs SET job_state = :s WHERE id = :i"),
+                {"s": pickle.dumps(state), "i": job_id},
+            )
+    with caplog.at_level(logging.WARNING):
+        service = schedule.start_scheduler(settings=settings, session_factory=factory)
+        try:
+            refs = {job.id: job.func_ref for job in service.scheduler.get_jobs()}
+        finally:
+            service.stop()
+    assert refs[schedule.CYCLE_JOB_ID] == "bot.scheduler.jobs:cycle_job"
+    assert "Unable to restore job" not in caplog.text
