@@ -1,7 +1,8 @@
 """`/puzzle [sub-command]`: one function shared by the Slack listener and the console.
 
 It reads (and for admin commands, changes) state and returns what to show: a message payload
-and/or a modal to open. Admin sub-commands are authorized and audited here, for the acting user,
+and/or a modal to open. The words are looked up in ``bot.grammar`` (what help lists is what runs);
+admin sub-commands go to ``admin_command``, authorized and audited there for the acting user,
 whatever path they came from.
 """
 

@@ -20,7 +20,8 @@ from storage.models import Hint, HintStatus, Round
 
 
 class HintError(ValueError):
-    """A refused hint operation or an unreadable time; the message is shown to the admin."""
+    """A refused hint operation; the message is shown to the admin (unreadable times raise
+    ``bot.grammar.GrammarError``)."""
 
 
 def _require_aware(when: datetime) -> datetime:
