@@ -24,10 +24,11 @@ from typing import Any, TextIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.errors import describe
+from bot.flows import home, puzzle_command
 from bot.flows import submission as submission_flow
 from bot.flows import upload as upload_flow
 from bot.outbox import Dispatcher
-from bot.services import commands, home
+from bot.services import admins
 from bot.settings import Settings
 from bot.views.text import render
 from storage.db import session_factory as make_session_factory
@@ -175,30 +176,41 @@ class Console:
             return False
         if line in ("help", "?"):
             self.say(HELP)
-            return True
-        if line == "home":
-            with session_scope(self.factory) as session:
-                view = home.build_for(session=session, settings=self.settings, user_id=self.user_id)
-            self.client.views_publish(user_id=self.user_id, view=view)
-            return True
+        elif line == "home":
+            self._show_home()
+        else:
+            self._handle_words(line)
+        return True
+
+    def _show_home(self) -> None:
+        with session_scope(self.factory) as session:
+            view = home.build_for(session=session, settings=self.settings, user_id=self.user_id)
+        self.client.views_publish(user_id=self.user_id, view=view)
+
+    def _handle_words(self, line: str) -> None:
+        """`submit PATH [URL]` (or `/puzzle submit PATH [URL]`) or a `/puzzle` command."""
         try:
             words = shlex.split(line)
         except ValueError as exc:  # an unclosed quote
             self.say(f"I could not read that line ({exc}).")
-            return True
+            return
         if words[0] == "submit" or words[:2] == ["/puzzle", "submit"] and len(words) > 2:
             args = words[1:] if words[0] == "submit" else words[2:]
             if not args:
                 self.say("usage: submit PATH [WRITEUP_URL]")
-                return True
+                return
             self.submit(Path(args[0]).expanduser(), writeup_url=args[1] if len(args) > 1 else None)
-            return True
+            return
         if words[0] != "/puzzle":
             self.say(f"I don't understand {words[0]!r}. {HELP}")
-            return True
-        text = line.removeprefix("/puzzle").strip()
+            return
+        self._puzzle(line.removeprefix("/puzzle").strip())
+
+    def _puzzle(self, text: str) -> None:
+        """Run `/puzzle <text>` as Slack would, and show its reply as an ephemeral message."""
+        # An admin command may re-verify: its job is published after the commit.
         with submission_flow.unit_of_work(self.factory, self.settings) as session:
-            result = commands.run_puzzle_command(
+            result = puzzle_command.run_puzzle_command(
                 session=session,
                 settings=self.settings,
                 user_id=self.user_id,
@@ -210,7 +222,6 @@ class Console:
         if result.message is not None:
             self.client.chat_postEphemeral(channel=CONSOLE_DM, user=self.user_id, **result.message)
         self.dispatcher.wake()
-        return True
 
     def submit(self, path: Path, *, writeup_url: str | None = None) -> int | None:
         """Upload a local file exactly as a DM file share would be handled."""
@@ -282,8 +293,6 @@ class Console:
 
     @property
     def is_admin(self) -> bool:
-        from bot.services import admins
-
         with session_scope(self.factory) as session:
             return admins.is_admin(
                 session=session, user_id=self.user_id, configured=self.settings.admins

@@ -25,7 +25,8 @@ from typing import TextIO
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.console import Console
-from bot.schedule import SchedulerService, start_scheduler
+from bot.flows.rounds import announce_round
+from bot.scheduler import SchedulerService, start_scheduler
 from bot.services import rounds
 from bot.settings import Settings
 from bot.worker.processes import LocalWorker, start_local_worker
@@ -174,7 +175,7 @@ def run_demo(console: Console, factory: sessionmaker[Session], *, out: TextIO) -
         round_id = seed_demo_round(session=session, settings=console.settings)
     console.say(f"demo: round #{round_id} is open on '{DEMO_PUZZLE}'; announcing it")
     with session_scope(factory) as session:
-        rounds.post_announcement(session=session, round_id=round_id, now=utcnow())
+        announce_round(session=session, round_id=round_id, now=utcnow())
     console.flush()
     solution = get_puzzle(DEMO_PUZZLE).solution_path
     console.say(f"demo: submitting the reference solution {solution.name}")

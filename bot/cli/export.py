@@ -17,7 +17,8 @@ def export_post(
     ),
 ) -> None:
     """Print the Markdown write-up of a round: puzzle, solution, winners, leaderboard, statistics."""
-    from bot.services import export
+    from bot.posts import writeup
+    from bot.services.round_refs import RoundNotFound, resolve_round
     from bot.settings import get_settings
     from storage.db import DatabaseNotReady, check_database, session_factory, session_scope
 
@@ -25,9 +26,9 @@ def export_post(
     try:
         check_database(url)
         with session_scope(session_factory(url)) as session:
-            round_ = export.resolve_round(session=session, ref=round_ref)
-            markdown = export.build_post(session=session, round_id=round_.id, top_n=top)
-    except (DatabaseNotReady, export.ExportError) as exc:
+            round_ = resolve_round(session=session, ref=round_ref)
+            markdown = writeup.build_post(session=session, round_id=round_.id, top_n=top)
+    except (DatabaseNotReady, RoundNotFound) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
     if output is None:

@@ -1,7 +1,7 @@
 """``circuitboard rounds``: plan the monthly rounds and their hints, and run the scheduler.
 
 Times are typed and shown in ``CIRCUITBOARD_TIMEZONE`` (stored in UTC); they accept the forms of
-``bot.services.hints.parse_when`` ("2026-12-01T17:00", "2026-12-08", "in 3 days", "now", ...).
+``bot.grammar.when.parse_when`` ("2026-12-01T17:00", "2026-12-08", "in 3 days", "now", ...).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def _echo(text: str, *, err: bool = False) -> None:
 @contextmanager
 def _session() -> Iterator[tuple[Any, Any]]:
     """A unit of work and the settings; refusals print their message and exit 1."""
+    from bot.grammar import GrammarError
     from bot.services.hints import HintError
     from bot.services.rounds import RoundError
     from bot.settings import get_settings
@@ -42,7 +43,7 @@ def _session() -> Iterator[tuple[Any, Any]]:
     try:
         with session_scope(session_factory(settings.db_url)) as session:
             yield session, settings
-    except (RoundError, HintError) as exc:
+    except (RoundError, HintError, GrammarError) as exc:
         _echo(f"refused: {exc}", err=True)
         raise typer.Exit(1) from exc
 
@@ -54,7 +55,7 @@ def _now() -> datetime:
 
 
 def _when(value: str | None, settings: Any, now: datetime) -> datetime | None:
-    from bot.services.hints import parse_when
+    from bot.grammar.when import parse_when
 
     if value is None:
         return None
@@ -171,23 +172,23 @@ def _post(action: Callable[..., str], round_id: int) -> None:
 @app.command()
 def announce(round_id: int = typer.Argument(...)) -> None:
     """Post a round's announcement now (e.g. one missed while the bot was down)."""
-    from bot.services import rounds
+    from bot.flows.rounds import announce_round
 
-    _post(rounds.post_announcement, round_id)
+    _post(announce_round, round_id)
 
 
 @app.command(name="post-solutions")
 def post_solutions(round_id: int = typer.Argument(...)) -> None:
     """Post a closed round's solutions now (e.g. one missed while the bot was down)."""
-    from bot.services import rounds
+    from bot.flows import rounds as round_flows
 
-    _post(rounds.post_solutions, round_id)
+    _post(round_flows.post_solutions, round_id)
 
 
 @app.command()
 def tick() -> None:
     """Run one scheduler cycle now (open/close due rounds, release due hints) and print it."""
-    from bot import schedule
+    from bot import scheduler as schedule
     from bot.settings import get_settings
     from storage.db import session_factory
 
@@ -206,7 +207,7 @@ def tick() -> None:
 @app.command()
 def scheduler() -> None:
     """Run only the scheduler in the foreground (the bot process normally runs it)."""
-    from bot import schedule
+    from bot import scheduler as schedule
     from bot.settings import get_settings
 
     settings = get_settings()
@@ -291,6 +292,7 @@ def hints_cancel(hint_id: int = typer.Argument(...)) -> None:
 @hints_app.command("release")
 def hints_release(hint_id: int = typer.Argument(...)) -> None:
     """Release a missed hint now (one whose time passed while the bot was down)."""
+    from bot.flows.hints import release_hint
     from bot.services import hints
 
     with _session() as (session, settings):
@@ -302,5 +304,5 @@ def hints_release(hint_id: int = typer.Argument(...)) -> None:
                 err=True,
             )
             raise typer.Exit(1)
-        key = hints.release(session=session, hint_id=hint_id, now=now)
+        key = release_hint(session=session, hint_id=hint_id, now=now)
         _echo(f"queued {key}: " + hints.describe_hint(hint, tz=settings.timezone))

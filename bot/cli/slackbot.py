@@ -21,7 +21,7 @@ def bot(
 ) -> None:
     """Run the Slack app (Socket Mode with CIRCUITBOARD_SLACK_APP_TOKEN, or --http)."""
     from bot.app import run_http, run_socket_mode
-    from bot.schedule import start_scheduler
+    from bot.scheduler import start_scheduler
     from bot.settings import get_settings
     from storage.db import upgrade_database
 

@@ -1,3 +1,6 @@
-"""Use cases that cross domains, one named function each, called explicitly by the listeners,
-the scheduler, the worker and the CLI: services change state, ``bot.posts`` tells people,
-``bot.queue`` publishes after the commit."""
+"""One named flow per use case: services change the state, posts tell Slack, in that order.
+
+Listeners, the scheduler, the worker, the CLI and the console call a flow; a flow calls services
+and posts, and publishes queue jobs (``bot.queue``) only after its commit. Nothing below calls a
+flow.
+"""

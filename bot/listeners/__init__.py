@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from slack_bolt import App
 
-from bot.listeners import actions, commands, events, views
+from bot.listeners import actions, commands, events, modals
 
 
 def register_listeners(app: App) -> None:
     commands.register(app)
     events.register(app)
     actions.register(app)
-    views.register(app)
+    modals.register(app)

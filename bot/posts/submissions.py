@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot import outbox
-from bot.services import leaderboards
+from bot.posts import leaderboards
 from bot.views.puzzle import build_error_message
 from bot.views.submissions import (
     build_channel_verified_line,

@@ -106,22 +106,3 @@ def revoke(
 
 def recent_audit(*, session: Session, limit: int = 20) -> list[AuditLog]:
     return list(session.scalars(select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)).all())
-
-
-def notify(*, session: Session, settings: Any, key: str, text: str) -> None:
-    """Queue a notice to the admin channel, or to each admin's DM when none is configured
-    (once per recipient: the outbox key is ``key:recipient``)."""
-    from bot import outbox
-    from bot.views.announcements import build_admin_notice
-
-    if settings.admin_channel:
-        recipients = [settings.admin_channel]
-    else:
-        recipients = list_admins(session=session, configured=settings.admins)
-    for recipient in recipients:
-        outbox.enqueue(
-            session=session,
-            key=f"{key}:{recipient}",
-            method="chat_postMessage",
-            payload={"channel": recipient, **build_admin_notice(text)},
-        )

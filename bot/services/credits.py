@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from bot.services import admins, users
+from bot.settings import get_settings
 from storage.models import (
     Credit,
     CreditKind,
@@ -79,8 +80,6 @@ def _require_admin(
     configured: Iterable[str] | None,
 ) -> None:
     if configured is None:
-        from bot.settings import get_settings
-
         configured = get_settings().admins
     if admins.is_admin(session=session, user_id=actor_id, configured=configured):
         return
@@ -173,25 +172,10 @@ def award(
         details=details,
         configured=configured_admins,
     )
-    round_ = session.get(Round, round_id)
-    if round_ is None:
-        raise CreditError(f"no round with id {round_id}")
-    link = _check_link(link)
-    if submission_id is not None:
-        submission = session.get(Submission, submission_id)
-        if submission is None or submission.round_id != round_id or submission.user_id != user_id:
-            raise CreditError(
-                f"submission {submission_id} is not <@{user_id}>'s submission for round {round_id}"
-            )
-        link = link or submission.writeup_url
-    users.ensure(session=session, user_id=user_id)
-
-    existing = _unrevoked(session, round_id=round_id)
-    if any(c.user_id == user_id and c.kind == kind for c in existing):
-        raise CreditError(f"<@{user_id}> already holds a {KIND_LABELS[kind]} for round {round_id}")
-    bests = [c for c in existing if c.kind == CreditKind.BEST_SOLUTION]
-    if kind == CreditKind.BEST_SOLUTION and bests and not (joint and all(c.joint for c in bests)):
-        raise _second_best(round_id, bests)
+    link = _check_target(
+        session, round_id=round_id, user_id=user_id, submission_id=submission_id, link=link
+    )
+    _check_unique(session, round_id=round_id, user_id=user_id, kind=kind, joint=joint)
     if kind == CreditKind.BEST_SOLUTION:
         _require_hypothesis(
             session, round_id=round_id, user_id=user_id, submission_id=submission_id
@@ -226,6 +210,38 @@ def award(
         details=details,
     )
     return credit
+
+
+def _check_target(
+    session: Session, *, round_id: int, user_id: str, submission_id: int | None, link: str | None
+) -> str | None:
+    """The round and the named submission exist and are the user's; returns the link to keep
+    (the one given, else the submission's write-up)."""
+    round_ = session.get(Round, round_id)
+    if round_ is None:
+        raise CreditError(f"no round with id {round_id}")
+    link = _check_link(link)
+    if submission_id is not None:
+        submission = session.get(Submission, submission_id)
+        if submission is None or submission.round_id != round_id or submission.user_id != user_id:
+            raise CreditError(
+                f"submission {submission_id} is not <@{user_id}>'s submission for round {round_id}"
+            )
+        link = link or submission.writeup_url
+    users.ensure(session=session, user_id=user_id)
+    return link
+
+
+def _check_unique(
+    session: Session, *, round_id: int, user_id: str, kind: CreditKind, joint: bool
+) -> None:
+    """One credit of a kind per user and round; one best solution per round unless all joint."""
+    existing = _unrevoked(session, round_id=round_id)
+    if any(c.user_id == user_id and c.kind == kind for c in existing):
+        raise CreditError(f"<@{user_id}> already holds a {KIND_LABELS[kind]} for round {round_id}")
+    bests = [c for c in existing if c.kind == CreditKind.BEST_SOLUTION]
+    if kind == CreditKind.BEST_SOLUTION and bests and not (joint and all(c.joint for c in bests)):
+        raise _second_best(round_id, bests)
 
 
 # Cancelled and rejected submissions never rank, so they cannot make a user eligible either.

@@ -6,30 +6,15 @@ so they always agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.services import rounds
+from bot.services.overview_data import MySubmissions, RoundOverview
 from puzzles.catalog import Puzzle, UnknownPuzzle, get_puzzle
-from storage.models import Hint, HintStatus, Round, Submission, Verdict, utcnow
-
-
-@dataclass(frozen=True)
-class RoundOverview:
-    round: Round | None
-    puzzle: Puzzle | None
-    puzzle_title: str | None
-    hints: list[Hint] = field(default_factory=list)  # released ones, in order
-    now: datetime = field(default_factory=utcnow)
-
-    @property
-    def seconds_left(self) -> float | None:
-        if self.round is None:
-            return None
-        return max(0.0, (self.round.closes_at - self.now).total_seconds())
+from storage.models import Hint, HintStatus, Submission, Verdict, utcnow
 
 
 def current(*, session: Session, now: datetime | None = None) -> RoundOverview:
@@ -52,12 +37,6 @@ def current(*, session: Session, now: datetime | None = None) -> RoundOverview:
     return RoundOverview(
         round=round_, puzzle=puzzle, puzzle_title=version.title, hints=hints, now=now
     )
-
-
-@dataclass(frozen=True)
-class MySubmissions:
-    submissions: list[Submission]
-    best_score: float | None
 
 
 def my_submissions(

@@ -11,24 +11,15 @@ Rounds never overlap, so "the current round" is always one round.
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import outbox, slack_refs
-from bot.services import grammar
 from bot.settings import Settings, get_settings
 from puzzles.catalog import Puzzle, UnknownPuzzle, get_puzzle
-from storage.models import (
-    HintStatus,
-    PuzzleVersion,
-    Round,
-    RoundStatus,
-)
+from storage.models import Hint, HintStatus, PuzzleVersion, Round, RoundStatus
 
 # A round may be planned to open "now": allow this much clock skew between typing and saving.
 PAST_TOLERANCE = timedelta(minutes=2)
@@ -37,14 +28,6 @@ ACTIVE = (RoundStatus.SCHEDULED, RoundStatus.OPEN)
 
 class RoundError(ValueError):
     """A refused round operation; the message is shown to the admin as is."""
-
-
-def announce_key(round_id: int) -> str:
-    return f"round:{round_id}:announce"
-
-
-def solutions_key(round_id: int) -> str:
-    return f"round:{round_id}:solutions"
 
 
 def _require_aware(now: datetime) -> datetime:
@@ -220,8 +203,6 @@ def plan(
 
     ``seed_hints`` schedules the puzzle's hints.md one every ``settings.hint_interval_days``.
     """
-    from bot.services import hints as hints_service
-
     settings = settings or get_settings()
     tz, hour = settings.timezone, settings.round_open_hour
     _require_aware(now)
@@ -272,7 +253,7 @@ def plan(
     session.add(round_)
     session.flush()
     if seed_hints:
-        hints_service.seed_default(
+        seed_default_hints(
             session=session,
             round_id=round_.id,
             interval=timedelta(days=settings.hint_interval_days),
@@ -305,21 +286,9 @@ def reschedule(
     new_opens = round_.opens_at if opens_at is None else _require_aware(opens_at)
     new_closes = round_.closes_at if closes_at is None else _require_aware(closes_at)
     if opens_at is not None and new_opens != round_.opens_at:
-        if round_.opens_at <= now or round_.status != RoundStatus.SCHEDULED:
-            raise RoundError(
-                f"round #{round_id} opened at {format_time(round_.opens_at, tz)}; its opening "
-                "can no longer be moved (its closing still can)"
-            )
-        if new_opens < now - PAST_TOLERANCE:
-            raise RoundError(f"the new opening {format_time(new_opens, tz)} is in the past")
+        _check_opening_movable(round_, new_opens, now=now, tz=tz)
     if closes_at is not None and new_closes != round_.closes_at:
-        if round_.closes_at <= now:
-            raise RoundError(
-                f"round #{round_id} closed at {format_time(round_.closes_at, tz)}; "
-                "its closing can no longer be moved"
-            )
-        if new_closes <= now:
-            raise RoundError(f"the new closing {format_time(new_closes, tz)} is in the past")
+        _check_closing_movable(round_, new_closes, now=now, tz=tz)
     if new_closes <= new_opens:
         raise RoundError(
             f"the closing {format_time(new_closes, tz)} must be after the opening "
@@ -328,6 +297,34 @@ def reschedule(
     _check_no_overlap(
         session=session, opens_at=new_opens, closes_at=new_closes, tz=tz, exclude=round_.id
     )
+    _shift_hints(round_, new_opens, new_closes, tz=tz)
+    round_.opens_at, round_.closes_at = new_opens, new_closes
+    session.flush()
+    return round_
+
+
+def _check_opening_movable(round_: Round, new_opens: datetime, *, now: datetime, tz: str) -> None:
+    if round_.opens_at <= now or round_.status != RoundStatus.SCHEDULED:
+        raise RoundError(
+            f"round #{round_.id} opened at {format_time(round_.opens_at, tz)}; its opening "
+            "can no longer be moved (its closing still can)"
+        )
+    if new_opens < now - PAST_TOLERANCE:
+        raise RoundError(f"the new opening {format_time(new_opens, tz)} is in the past")
+
+
+def _check_closing_movable(round_: Round, new_closes: datetime, *, now: datetime, tz: str) -> None:
+    if round_.closes_at <= now:
+        raise RoundError(
+            f"round #{round_.id} closed at {format_time(round_.closes_at, tz)}; "
+            "its closing can no longer be moved"
+        )
+    if new_closes <= now:
+        raise RoundError(f"the new closing {format_time(new_closes, tz)} is in the past")
+
+
+def _shift_hints(round_: Round, new_opens: datetime, new_closes: datetime, *, tz: str) -> None:
+    """Move the round's scheduled hints with its opening; refused if one would leave the round."""
     shift = new_opens - round_.opens_at
     scheduled = [h for h in round_.hints if h.status == HintStatus.SCHEDULED]
     for hint in scheduled:
@@ -339,9 +336,6 @@ def reschedule(
             )
     for hint in scheduled:
         hint.release_at = hint.release_at + shift
-    round_.opens_at, round_.closes_at = new_opens, new_closes
-    session.flush()
-    return round_
 
 
 def cancel(*, session: Session, round_id: int, now: datetime) -> Round:
@@ -360,176 +354,6 @@ def cancel(*, session: Session, round_id: int, now: datetime) -> Round:
     return round_
 
 
-# --- posting (called by the scheduler's tick, and by admins for a missed post) --------------
-
-
-def post_announcement(*, session: Session, round_id: int, now: datetime) -> str:
-    """Queue the round's announcement (once: keyed by round) and mark the round open."""
-    from bot.views.announcements import build_round_announcement
-
-    round_ = require(session=session, round_id=round_id)
-    if round_.status == RoundStatus.CANCELLED:
-        raise RoundError(f"round #{round_id} is cancelled")
-    key = announce_key(round_.id)
-    payload = build_round_announcement(round_=round_, puzzle=puzzle_for(round_))
-    outbox.enqueue(
-        session=session,
-        key=key,
-        method="chat_postMessage",
-        payload={"channel": round_.channel_id, **payload},
-    )
-    if round_.status == RoundStatus.SCHEDULED:
-        round_.status = RoundStatus.OPEN
-    return key
-
-
-def post_solutions(*, session: Session, round_id: int, now: datetime) -> str:
-    """Queue the round's solutions post (once) and record that the solutions were posted."""
-    from bot.views.announcements import build_solutions_post
-
-    round_ = require(session=session, round_id=round_id)
-    if round_.status == RoundStatus.CANCELLED:
-        raise RoundError(f"round #{round_id} is cancelled")
-    if round_.closes_at > now:
-        raise RoundError(f"round #{round_id} is still open; its solutions are posted at closing")
-    key = solutions_key(round_.id)
-    summary = results(session=session, round_id=round_.id)
-    payload = build_solutions_post(
-        round_=round_,
-        puzzle=puzzle_for(round_),
-        results=summary,
-        next_round=next_round(session=session, round_=round_),
-    )
-    outbox.enqueue(
-        session=session,
-        key=key,
-        method="chat_postMessage",
-        payload={"channel": round_.channel_id, **payload},
-    )
-    round_.status = RoundStatus.SOLUTIONS_POSTED
-    _final_standings(session=session, round_=round_, now=now)
-    return key
-
-
-def _final_standings(*, session: Session, round_: Round, now: datetime) -> None:
-    """After the solutions post (queued first, so sent first): the pinned leaderboard turns into
-    the final standings, private scores included. It is posted now if no verdict posted it during
-    the round; a round without a single verified submission gets none."""
-    from bot.services import leaderboards
-
-    pinned = outbox.get(session=session, key=leaderboards.pinned_key(round_.id))
-    if pinned is None:
-        board = leaderboards.round_leaderboard(session=session, round_id=round_.id, now=now)
-        if not board.entries:
-            return
-    leaderboards.refresh_pinned_leaderboard(session=session, round_id=round_.id, now=now)
-
-
-@dataclass(frozen=True)
-class BestSubmission:
-    user_id: str
-    submission_id: int
-    private_score: float | None
-    public_score: float | None
-    checks_passed: int
-    writeup_url: str | None
-
-
-@dataclass(frozen=True)
-class CreditLine:
-    user_id: str
-    kind: str
-    joint: bool
-    note: str
-    link: str | None
-
-
-@dataclass(frozen=True)
-class RoundResults:
-    """What the solutions post reports about a closed round."""
-
-    submissions: int
-    participants: int
-    verified_passing: int  # users whose best verified submission passed
-    solvers: int  # users whose best submission passed every check
-    best: list[BestSubmission]
-    credits: list[CreditLine]
-
-
-def results(*, session: Session, round_id: int, top: int = 5) -> RoundResults:
-    """Statistics, the best verified submissions (the closed round's leaderboard), and credits."""
-    from bot.services import credits, leaderboards
-
-    round_ = require(session=session, round_id=round_id)
-    board = leaderboards.round_leaderboard(
-        session=session, round_id=round_id, now=round_.closes_at, reveal=True
-    )
-    passing = [entry for entry in board.entries if entry.passed]
-    best = [
-        BestSubmission(
-            user_id=entry.user_id,
-            submission_id=entry.submission_id,
-            private_score=entry.private_score,
-            public_score=entry.public_score,
-            checks_passed=entry.checks_passed,
-            writeup_url=entry.writeup_url,
-        )
-        for entry in passing[:top]
-    ]
-    credit_lines = [
-        CreditLine(user_id=c.user_id, kind=c.kind.value, joint=c.joint, note=c.note, link=c.link)
-        for c in credits.for_round(session=session, round_id=round_id)
-    ]
-    return RoundResults(
-        submissions=board.submissions,
-        participants=board.participants,
-        verified_passing=len(passing),
-        solvers=board.solvers,
-        best=best,
-        credits=credit_lines,
-    )
-
-
-# --- `/puzzle admin round ...` ---------------------------------------------------------------
-
-ROUND_USAGE = (
-    "Usage: "
-    + grammar.group_usage("admin", "round")
-    + " (`announce`, `post-solutions`: a post missed while the bot was down)"
-)
-
-
-def split_args(text: str) -> list[str]:
-    """Shell-like words; Slack's typographic quotes count as quotes."""
-    for fancy, plain in (("“", '"'), ("”", '"'), ("‘", "'"), ("’", "'")):
-        text = text.replace(fancy, plain)
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        raise RoundError(f"could not read that command ({exc}); check the quotes") from exc
-
-
-def _channel_arg(word: str, *, directory: slack_refs.Directory | None = None) -> str:
-    """A channel id from ``<#C…|name>``, ``<#C…>``, ``C…`` or a name (looked up): never a name."""
-    try:
-        return slack_refs.resolve_channel(word, directory=directory)
-    except slack_refs.RefError as exc:
-        raise RoundError(str(exc)) from exc
-
-
-def _options(words: list[str], allowed: set[str]) -> dict[str, str]:
-    if len(words) % 2:
-        raise RoundError(f'expected pairs like `opens "<when>"`, got {" ".join(words)!r}')
-    options = {}
-    for name, value in zip(words[::2], words[1::2], strict=True):
-        if name not in allowed:
-            raise RoundError(
-                f"unknown option {name!r}; expected one of {', '.join(sorted(allowed))}"
-            )
-        options[name] = value
-    return options
-
-
 def describe_round(round_: Round, *, tz: str) -> str:
     hints = [h for h in round_.hints if h.status != HintStatus.CANCELLED]
     return (
@@ -540,83 +364,44 @@ def describe_round(round_: Round, *, tz: str) -> str:
     )
 
 
-def admin_round_command(
+# --- the hints a round is planned with ------------------------------------------------------
+
+
+def next_hint_position(session: Session, round_id: int) -> int:
+    """The position the round's next hint takes (after every hint it has, cancelled ones too)."""
+    return (
+        session.scalar(select(func.max(Hint.position)).where(Hint.round_id == round_id)) or 0
+    ) + 1
+
+
+def seed_default_hints(
     *,
     session: Session,
-    text: str,
-    actor_id: str,
-    channel_id: str,
-    now: datetime,
-    settings: Settings | None = None,
-    directory: slack_refs.Directory | None = None,
-) -> str:
-    """Run ``/puzzle admin round <text>`` (the caller checked the admin role); returns the reply.
-
-    Raises ``RoundError`` (or ``hints.HintError`` for a bad time) with a message for the admin.
-    """
-    from bot.services.hints import describe_hint, parse_when
-
-    settings = settings or get_settings()
-    tz = settings.timezone
-    words = split_args(text)
-    if not words or words[0] in {"help", "-h", "--help"}:
-        return ROUND_USAGE
-    verb, rest = words[0], words[1:]
-
-    def when(value: str) -> datetime:
-        return parse_when(value, tz=tz, now=now, default_hour=settings.round_open_hour)
-
-    def round_id_arg() -> int:
-        if not rest or not rest[0].lstrip("#").isdigit():
-            raise RoundError(f"which round? `round {verb} <id>` (see `round list`)")
-        return int(rest[0].lstrip("#"))
-
-    if verb == "list":
-        rounds_ = list_rounds(session=session)
-        if not rounds_:
-            return "No rounds planned yet. " + ROUND_USAGE
-        return "\n".join(describe_round(r, tz=tz) for r in rounds_)
-    if verb == "show":
-        round_ = require(session=session, round_id=round_id_arg())
-        lines = [describe_round(round_, tz=tz)]
-        lines += [describe_hint(h, tz=tz) for h in round_.hints]
-        return "\n".join(lines)
-    if verb == "plan":
-        if not rest:
-            raise RoundError("which puzzle? `round plan <puzzle>` (see `/puzzle` for the list)")
-        options = _options(rest[1:], {"opens", "closes", "channel"})
-        round_ = plan(
-            session=session,
-            slug=rest[0],
-            channel_id=(
-                _channel_arg(options["channel"], directory=directory)
-                if "channel" in options
-                else channel_id
-            ),
-            now=now,
-            opens_at=when(options["opens"]) if "opens" in options else None,
-            closes_at=when(options["closes"]) if "closes" in options else None,
-            created_by=actor_id,
-            settings=settings,
+    round_id: int,
+    interval: timedelta = timedelta(days=7),
+    created_by: str | None = None,
+) -> list[Hint]:
+    """Schedule the puzzle's hints.md, one every ``interval`` after the opening, inside the round."""
+    round_ = require(session=session, round_id=round_id)
+    puzzle = puzzle_for(round_)
+    if puzzle is None:
+        return []
+    position = next_hint_position(session, round_.id)
+    created = []
+    for number, text in enumerate(puzzle.hints, start=1):
+        release_at = round_.opens_at + number * interval
+        if release_at >= round_.closes_at:
+            break
+        hint = Hint(
+            round_id=round_.id,
+            position=position,
+            text=text,
+            release_at=release_at,
+            status=HintStatus.SCHEDULED,
+            created_by=created_by,
         )
-        return "Planned " + describe_round(round_, tz=tz)
-    if verb == "reschedule":
-        round_id = round_id_arg()
-        options = _options(rest[1:], {"opens", "closes"})
-        round_ = reschedule(
-            session=session,
-            round_id=round_id,
-            now=now,
-            opens_at=when(options["opens"]) if "opens" in options else None,
-            closes_at=when(options["closes"]) if "closes" in options else None,
-            settings=settings,
-        )
-        return "Rescheduled " + describe_round(round_, tz=tz)
-    if verb == "cancel":
-        round_ = cancel(session=session, round_id=round_id_arg(), now=now)
-        return "Cancelled " + describe_round(round_, tz=tz)
-    if verb in {"announce", "post-solutions"}:  # a post missed while the bot was down
-        post = post_announcement if verb == "announce" else post_solutions
-        key = post(session=session, round_id=round_id_arg(), now=now)
-        return f"Queued `{key}` (posted once, however often this is asked)."
-    raise RoundError(f"unknown round command {verb!r}. " + ROUND_USAGE)
+        position += 1
+        session.add(hint)
+        created.append(hint)
+    session.flush()
+    return created

@@ -23,7 +23,7 @@ from bot.views.blocks import (
 )
 
 if TYPE_CHECKING:
-    from bot.services.rounds import RoundResults
+    from bot.services.round_data import RoundResults
     from puzzles.catalog import Puzzle
     from storage.models import Hint, Round
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services.overview import MySubmissions, RoundOverview
+from bot.services.overview_data import MySubmissions, RoundOverview
 from bot.views.blocks import (
     HOME_BLOCKS_MAX,
     Block,
@@ -109,7 +109,7 @@ def _text(*, multiline: bool = False, placeholder: str = "") -> Block:
 
 def build_admin_modal(action_id: str, *, round_usage: str = "") -> dict[str, Any]:
     """The modal behind each admin panel button (the hint button opens ``announcements``'s
-    hint modal); submissions are handled in ``listeners.views``."""
+    hint modal); submissions are handled in ``listeners.modals``."""
     if action_id == ADMIN_ROUND:
         return _modal(
             ADMIN_ROUND,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services.leaderboards import AllTimeLeaderboard, RoundEntry, RoundLeaderboard
+from bot.services.leaderboard_data import AllTimeLeaderboard, RoundEntry, RoundLeaderboard
 from bot.views.blocks import (
     SECTION_TEXT_MAX,
     Block,

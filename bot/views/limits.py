@@ -5,6 +5,7 @@ Used by the tests over every view; cheap enough to run in production code paths 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 LIMITS = {
@@ -46,53 +47,83 @@ def validate_blocks(blocks: list[dict[str, Any]], *, max_blocks: int) -> list[st
             errors.append(f"{where}: unknown block type")
         if len(str(block.get("block_id", ""))) > LIMITS["block_id"]:
             errors.append(f"{where}: block_id too long")
-        if kind == "section":
-            text = _text(block.get("text"))
-            if not block.get("text") and not block.get("fields"):
-                errors.append(f"{where}: needs text or fields")
-            if block.get("text") and not text.strip():
-                errors.append(f"{where}: empty text")
-            if len(text) > LIMITS["section_text"]:
-                errors.append(f"{where}: text {len(text)} > {LIMITS['section_text']}")
-            fields = block.get("fields") or []
-            if len(fields) > LIMITS["section_fields"]:
-                errors.append(f"{where}: too many fields")
-            errors += [
-                f"{where}: field too long" for f in fields if len(_text(f)) > LIMITS["field_text"]
-            ]
-        elif kind == "header":
-            text = block.get("text", {})
-            if text.get("type") != "plain_text":
-                errors.append(f"{where}: header text must be plain_text")
-            if not _text(text).strip() or len(_text(text)) > LIMITS["header_text"]:
-                errors.append(f"{where}: header text length {len(_text(text))}")
-        elif kind == "context":
-            elements = block.get("elements") or []
-            if not elements or len(elements) > LIMITS["context_elements"]:
-                errors.append(f"{where}: {len(elements)} context elements")
-            errors += [
-                f"{where}: context text empty or too long"
-                for e in elements
-                if not _text(e).strip() or len(_text(e)) > LIMITS["field_text"]
-            ]
-        elif kind == "actions":
-            elements = block.get("elements") or []
-            if not elements or len(elements) > LIMITS["actions_elements"]:
-                errors.append(f"{where}: {len(elements)} action elements")
-            ids = [e.get("action_id") for e in elements]
-            if len(ids) != len(set(ids)):
-                errors.append(f"{where}: duplicate action_id")
-            for e in elements:
-                errors += _element_errors(e, where)
-        elif kind == "input":
-            label = _text(block.get("label"))
-            if not label or len(label) > LIMITS["input_label"]:
-                errors.append(f"{where}: label length {len(label)}")
-            if "element" not in block:
-                errors.append(f"{where}: input without element")
-            else:
-                errors += _element_errors(block["element"], where)
+        check = _BLOCK_CHECKS.get(str(kind))
+        if check is not None:
+            errors += check(block, where)
     return errors
+
+
+def _section_errors(block: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    text = _text(block.get("text"))
+    if not block.get("text") and not block.get("fields"):
+        errors.append(f"{where}: needs text or fields")
+    if block.get("text") and not text.strip():
+        errors.append(f"{where}: empty text")
+    if len(text) > LIMITS["section_text"]:
+        errors.append(f"{where}: text {len(text)} > {LIMITS['section_text']}")
+    fields = block.get("fields") or []
+    if len(fields) > LIMITS["section_fields"]:
+        errors.append(f"{where}: too many fields")
+    errors += [f"{where}: field too long" for f in fields if len(_text(f)) > LIMITS["field_text"]]
+    return errors
+
+
+def _header_errors(block: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    text = block.get("text", {})
+    if text.get("type") != "plain_text":
+        errors.append(f"{where}: header text must be plain_text")
+    if not _text(text).strip() or len(_text(text)) > LIMITS["header_text"]:
+        errors.append(f"{where}: header text length {len(_text(text))}")
+    return errors
+
+
+def _context_errors(block: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    elements = block.get("elements") or []
+    if not elements or len(elements) > LIMITS["context_elements"]:
+        errors.append(f"{where}: {len(elements)} context elements")
+    errors += [
+        f"{where}: context text empty or too long"
+        for e in elements
+        if not _text(e).strip() or len(_text(e)) > LIMITS["field_text"]
+    ]
+    return errors
+
+
+def _actions_errors(block: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    elements = block.get("elements") or []
+    if not elements or len(elements) > LIMITS["actions_elements"]:
+        errors.append(f"{where}: {len(elements)} action elements")
+    ids = [e.get("action_id") for e in elements]
+    if len(ids) != len(set(ids)):
+        errors.append(f"{where}: duplicate action_id")
+    for e in elements:
+        errors += _element_errors(e, where)
+    return errors
+
+
+def _input_errors(block: dict[str, Any], where: str) -> list[str]:
+    errors: list[str] = []
+    label = _text(block.get("label"))
+    if not label or len(label) > LIMITS["input_label"]:
+        errors.append(f"{where}: label length {len(label)}")
+    if "element" not in block:
+        errors.append(f"{where}: input without element")
+    else:
+        errors += _element_errors(block["element"], where)
+    return errors
+
+
+_BLOCK_CHECKS: dict[str, Callable[[dict[str, Any], str], list[str]]] = {
+    "section": _section_errors,
+    "header": _header_errors,
+    "context": _context_errors,
+    "actions": _actions_errors,
+    "input": _input_errors,
+}
 
 
 def _element_errors(element: dict[str, Any], where: str) -> list[str]:

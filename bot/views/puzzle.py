@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.services import grammar
-from bot.services.overview import RoundOverview
+from bot import grammar
+from bot.services.overview_data import RoundOverview
 from bot.views.announcements import markdown_to_mrkdwn
 from bot.views.blocks import (
     MODAL_TITLE_MAX,

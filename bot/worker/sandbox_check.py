@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from bot.services import admins
+from bot.posts.admins import notify_admins
 from bot.settings import Settings
 from bot.worker import runtime
 from storage.db import session_scope
@@ -42,4 +42,4 @@ def _notify_admins_of_sandbox(settings: Settings, problem: str) -> None:
     )
     with session_scope(runtime.sessions(settings)) as session:
         key = f"notice:sandbox:{host}:{utcnow():%Y-%m-%d}"
-        admins.notify(session=session, settings=settings, key=key, text=text)
+        notify_admins(session=session, settings=settings, key=key, text=text)

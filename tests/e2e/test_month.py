@@ -32,7 +32,8 @@ from e2e_support import (
 from sqlalchemy import select
 from support.workers import running_workers
 
-from bot import schedule
+from bot import scheduler as schedule
+from bot.posts import rounds as round_posts
 from bot.services import rounds
 from bot.settings import get_settings
 from puzzles.catalog import get_puzzle
@@ -359,7 +360,7 @@ def _announcement_ts(factory, round_id: int) -> str | None:
     with session_scope(factory) as session:
         row = session.scalar(
             select(OutboxMessage).where(
-                OutboxMessage.idempotency_key == rounds.announce_key(round_id)
+                OutboxMessage.idempotency_key == round_posts.announce_key(round_id)
             )
         )
         return row.slack_ts if row is not None else None

@@ -38,6 +38,7 @@ import pytest
 from e2e_support import FINAL, VERIFICATION_SEED, wait_for
 from sqlalchemy import func, select
 
+from bot.flows import rounds as round_flows
 from bot.flows import upload as upload_flow
 from bot.services import rounds
 from bot.settings import get_settings
@@ -349,7 +350,7 @@ def test_uploads_acknowledged_by_a_bot_killed_with_9_are_not_lost(
             seed_hints=False,
             settings=settings,
         )
-        rounds.post_announcement(session=session, round_id=round_.id, now=now)
+        round_flows.announce_round(session=session, round_id=round_.id, now=now)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -1,1 +1,1 @@
-"""Helpers shared by test packages (import as ``support.<module>``)."""
+"""Helpers shared by test modules in different folders (import as ``support.<module>``)."""

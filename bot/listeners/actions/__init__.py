@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
+from bot.flows import admin_panel, puzzle_command
 from bot.listeners.authz import require_admin
 from bot.listeners.events.home import publish_home
-from bot.services import admin_panel, commands
 from bot.views.home import ADMIN_ACTIONS, HOME_REFRESH, OPEN_SUBMIT
 from storage.db import session_scope
 
@@ -37,7 +37,7 @@ def refresh_home(ack: Ack, body: dict, client: WebClient, context: BoltContext) 
 def open_submit_modal(ack: Ack, body: dict, client: WebClient, context: BoltContext) -> None:
     ack()
     with session_scope(context["db"]) as session:
-        result = commands.run_puzzle_command(
+        result = puzzle_command.run_puzzle_command(
             session=session, settings=context["settings"], user_id=body["user"]["id"], text="submit"
         )
     if result.modal is not None:

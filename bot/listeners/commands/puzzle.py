@@ -9,8 +9,8 @@ from slack_sdk import WebClient
 
 from bot import slack_refs
 from bot.flows import submission as submission_flow
+from bot.flows.puzzle_command import run_puzzle_command
 from bot.listeners.after_ack import after_ack, yield_to_acks
-from bot.services import commands
 
 
 def puzzle_command(
@@ -27,7 +27,7 @@ def answer_puzzle_command(
 ) -> None:
     # An admin command may re-verify: its job is published after the commit.
     with submission_flow.unit_of_work(context["db"], context["settings"]) as session:
-        result = commands.run_puzzle_command(
+        result = run_puzzle_command(
             session=session,
             settings=context["settings"],
             user_id=command["user_id"],

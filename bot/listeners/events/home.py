@@ -6,7 +6,7 @@ from __future__ import annotations
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
-from bot.services import home
+from bot.flows import home
 from storage.db import session_scope
 
 

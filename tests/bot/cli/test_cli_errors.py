@@ -74,7 +74,7 @@ def test_kit_as_the_puzzle_message_writes_it_runs(empty_folder, monkeypatch, cap
     import shlex
     from datetime import UTC, datetime
 
-    from bot.services.overview import RoundOverview
+    from bot.services.overview_data import RoundOverview
     from bot.views.puzzle import round_blocks
     from bot.views.text import render
     from storage.models import Round

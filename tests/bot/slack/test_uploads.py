@@ -256,7 +256,7 @@ def _acknowledged_then_killed(slack_app, event: dict, event_id: str, *, now=None
 def test_an_upload_acknowledged_by_a_killed_bot_is_stored_once_by_the_sweep(slack_app, open_round):
     from datetime import timedelta
 
-    from bot import schedule
+    from bot import scheduler as schedule
     from storage.models import InboundStatus, InboundUpload, utcnow
 
     settings = slack_app.app._circuitboard["settings"]

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.services.leaderboards import (
+from bot.services.leaderboard_data import (
     AllTimeEntry,
     AllTimeLeaderboard,
     RoundEntry,
     RoundLeaderboard,
     ScoreRule,
 )
-from bot.services.overview import MySubmissions, RoundOverview
+from bot.services.overview_data import MySubmissions, RoundOverview
 from bot.views import announcements, home, leaderboard, puzzle, submissions
 from bot.views.limits import validate_message, validate_view
 from bot.views.text import render
@@ -156,7 +156,7 @@ def messages() -> dict[str, dict]:
     subs = [_submission(i, s) for i, s in enumerate(list(SubmissionStatus) * 10, start=1)]
     verdict = subs[0].verdicts[0]
     round_ = ov.round
-    from bot.services.rounds import BestSubmission, CreditLine, RoundResults
+    from bot.services.round_data import BestSubmission, CreditLine, RoundResults
 
     results = RoundResults(
         submissions=9,
