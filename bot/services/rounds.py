@@ -405,3 +405,11 @@ def seed_default_hints(
         created.append(hint)
     session.flush()
     return created
+
+
+def open_rounds(session: Session) -> list[tuple[int, str]]:
+    """(round id, puzzle slug) of every open round: what a worker warms up for."""
+    query = select(Round.id, PuzzleVersion.slug).join(Round.puzzle_version)
+    return [
+        (rid, slug) for rid, slug in session.execute(query.where(Round.status == RoundStatus.OPEN))
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from bot.services.open_rounds import open_rounds
+from bot.services.rounds import open_rounds
 from bot.settings import Settings
 from bot.worker import runtime
 from bot.worker.seeds import hard_set_seed
@@ -36,23 +36,39 @@ def warm_up(settings: Settings) -> None:
 
 
 def _load_models(slugs: list[str], settings: Settings) -> None:
-    from puzzles.verify.engine import preload_hard_set, preload_model
+    """The open rounds' models and hard sets first (a job for them may already be waiting: it
+    waits for this mining rather than repeating it), then the rest of the catalog's models."""
+    from puzzles.verify.engine import preload_model
 
     device = runtime.worker_device()
+    done = _warm_open_rounds(settings, device)
     for slug in slugs:
+        if slug in done:
+            continue
         try:
             preload_model(runtime.puzzle(slug, settings), device)
         except Exception:  # the job loads it again and reports a real problem itself
             log.warning("could not preload the model of %s", slug, exc_info=True)
+
+
+def _warm_open_rounds(settings: Settings, device: str) -> set[str]:
+    """Load each open round's model and mine its hard set; the slugs whose model is loaded."""
+    from puzzles.verify.engine import preload_hard_set, preload_model
+
     try:
         with session_scope(runtime.sessions(settings)) as session:
             rounds = open_rounds(session)
     except Exception:  # no database yet (a worker started before `db upgrade`): the job mines it
         log.warning("could not list the open rounds to mine their hard sets", exc_info=True)
-        return
+        return set()
+    done: set[str] = set()
     for round_id, slug in rounds:
         try:
+            puzzle = runtime.puzzle(slug, settings)
+            preload_model(puzzle, device)
+            done.add(slug)
             seed = hard_set_seed(settings, slug, round_id)
-            preload_hard_set(runtime.puzzle(slug, settings), seed=seed, device=device)
+            preload_hard_set(puzzle, seed=seed, device=device)
         except Exception:
-            log.warning("could not mine the hard set of round %s", round_id, exc_info=True)
+            log.warning("could not warm up round %s (%s)", round_id, slug, exc_info=True)
+    return done
