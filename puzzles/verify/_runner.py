@@ -8,6 +8,8 @@ base64 safetensors. Nothing goes to disk. One job, then exit. The submission run
 so the host treats the answer as untrusted input (validated and capped field by field).
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os
@@ -15,6 +17,15 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    Load = Callable[[bytes], dict[str, Tensor]]
+    Save = Callable[[dict[str, Tensor]], bytes]
 
 SUBMISSION_FILENAME = "<submission>"
 MAX_CIRCUIT_ITEMS = 2000
@@ -47,12 +58,14 @@ def _check_circuit(value: object) -> tuple[list | None, str | None]:
     return items, None
 
 
-def _check_predictions(out: object, torch, n: int, k: int, n_classes: int):
-    if not isinstance(out, torch.Tensor):
-        try:
-            out = torch.as_tensor(out)
-        except Exception:
-            return None, f"predict must return a LongTensor of class ids, not {type(out).__name__}"
+def _check_predictions(
+    value: object, torch: ModuleType, n: int, k: int, n_classes: int
+) -> tuple[Tensor | None, str | None]:
+    """``predict``'s output as a LongTensor ``[n, k]`` of class ids, or None and why not."""
+    try:
+        out: Tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    except Exception:
+        return None, f"predict must return a LongTensor of class ids, not {type(value).__name__}"
     if out.is_floating_point() or out.is_complex():
         bad = "NaN values" if out.is_floating_point() and bool(torch.isnan(out).any()) else "floats"
         return None, (
@@ -120,7 +133,9 @@ def main() -> int:
     return 0
 
 
-def _run_job(job: dict, result: dict, answer: dict, torch, load, save) -> None:
+def _run_job(
+    job: dict, result: dict, answer: dict, torch: ModuleType, load: Load, save: Save
+) -> None:
     """Load the submission, read its CIRCUIT, run predict and the hypothesis' functions; what
     they give (or why they failed) goes into ``answer`` and its ``result``. ``load`` and ``save``
     (safetensors) were bound before any submission code ran."""
@@ -168,7 +183,14 @@ def _load_submission(source: str, result: dict) -> dict | None:
     return namespace
 
 
-def _run_predict(predict, tokens, k: int, n_classes: int, result: dict, torch):
+def _run_predict(
+    predict: Callable[[Tensor], object],
+    tokens: Tensor,
+    k: int,
+    n_classes: int,
+    result: dict,
+    torch: ModuleType,
+) -> Tensor | None:
     """``predict(tokens)`` checked for shape and classes; None when it failed (``result`` says
     why: its status for running out of memory, ``errors['predict']`` otherwise)."""
     n = tokens.shape[0]
@@ -197,7 +219,9 @@ def _run_predict(predict, tokens, k: int, n_classes: int, result: dict, torch):
 MAX_VARIABLE_ELEMENTS = 4_000_000
 
 
-def _run_causal(namespace: dict, spec: dict, torch, load, save, answer: dict) -> str | None:
+def _run_causal(
+    namespace: dict, spec: dict, torch: ModuleType, load: Load, save: Save, answer: dict
+) -> str | None:
     """Format v2 job: counterfactual answers of the submission, base64 safetensors in the answer."""
     inputs = load(base64.b64decode(spec["inputs"]))
     out, error = counterfactuals(namespace, spec, inputs, torch)
@@ -206,7 +230,9 @@ def _run_causal(namespace: dict, spec: dict, torch, load, save, answer: dict) ->
     return error
 
 
-def counterfactuals(namespace: dict, spec: dict, inputs: dict, torch) -> tuple:
+def counterfactuals(
+    namespace: dict, spec: dict, inputs: dict[str, Tensor], torch: ModuleType
+) -> tuple[dict[str, Tensor] | None, str | None]:
     """The solver's algorithm on a pool of inputs, then on base inputs with some variables set to
     their values on source inputs. The wiring (``spec``) comes from the trusted process; only the
     functions are the submission's. Returns ``(tensors, None)`` or ``(None, error)``.
@@ -226,7 +252,9 @@ def counterfactuals(namespace: dict, spec: dict, inputs: dict, torch) -> tuple:
         return None, "a HYPOTHESIS function raised an exception:\n" + _user_traceback(exc)
 
 
-def _counterfactual_tensors(namespace: dict, steps: list, spec: dict, inputs: dict, torch) -> tuple:
+def _counterfactual_tensors(
+    namespace: dict, steps: list[dict], spec: dict, inputs: dict[str, Tensor], torch: ModuleType
+) -> tuple[dict[str, Tensor] | None, str | None]:
     """The pool's variable values and answers, then each intervention's counterfactual answers."""
     pool = inputs["pool"]
     k, n_classes = int(spec["k"]), int(spec["n_classes"])
@@ -249,10 +277,18 @@ def _counterfactual_tensors(namespace: dict, steps: list, spec: dict, inputs: di
     return out, None
 
 
-def _run_steps(namespace: dict, steps: list, tokens, fixed: dict, torch, k: int, n_classes: int):
+def _run_steps(
+    namespace: dict,
+    steps: list[dict],
+    tokens: Tensor,
+    fixed: dict[str, Tensor],
+    torch: ModuleType,
+    k: int,
+    n_classes: int,
+) -> tuple[dict[str, Tensor], Tensor]:
     """The solver's functions in order on ``tokens``, the variables in ``fixed`` set instead of
     computed: (variable values, checked answer)."""
-    values = {}
+    values: dict[str, Tensor] = {}
     for step in steps:
         name = step["name"]
         if name in fixed:
@@ -262,8 +298,8 @@ def _run_steps(namespace: dict, steps: list, tokens, fixed: dict, torch, k: int,
         value = namespace[step["function"]](*args)
         if name == "answer":
             out, error = _check_predictions(value, torch, tokens.shape[0], k, n_classes)
-            if error:
-                raise ValueError(error.replace("predict", "answer", 1))
+            if out is None:  # then ``error`` says why
+                raise ValueError(str(error).replace("predict", "answer", 1))
             return values, out
         value = torch.as_tensor(value)
         if value.dim() == 0 or value.shape[0] != tokens.shape[0]:

@@ -16,7 +16,7 @@ the tests check that both give the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from puzzles.verify.components import Component
 
+_Module = Callable[[torch.Tensor], torch.Tensor]
 _Pos = torch.Tensor | slice
 """Positions to compute at: the answer positions (last layer) or every position."""
 
@@ -57,8 +58,8 @@ class _Layer:
         self.ln1 = _raw(block.ln1)
         self.attn = _raw(block.attn)
         self.q, self.k, self.v, self.o = (_raw(getattr(self.attn, n)) for n in "qkvo")
-        self.ln2 = _raw(block.ln2) if hasattr(block, "ln2") else None
-        self.mlp = None
+        self.ln2: _Module | None = _raw(block.ln2) if hasattr(block, "ln2") else None
+        self.mlp: _Module | None = None
         if hasattr(block, "mlp"):
             self.mlp = self._mlp(_raw(block.mlp))
 
@@ -163,7 +164,23 @@ class AblationEngine:
 
     def _mlp_out(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         parts = self._layers[layer]
+        if parts.mlp is None or parts.ln2 is None:
+            raise ValueError(f"layer {layer} of this model has no MLP")
         return parts.mlp(parts.ln2(resid))
+
+    def clean_mlp(self, layer: int) -> torch.Tensor:
+        """The clean run's MLP output of ``layer`` ``[batch, seq, d_model]``."""
+        out = self.mlp[layer]
+        if out is None:
+            raise ValueError("this model is attention-only and has no MLP outputs")
+        return out
+
+    def ablated_mlp(self, layer: int) -> torch.Tensor:
+        """The MLP output of ``layer`` that replaces the clean one where it is ablated."""
+        out = self.mlp_ablated[layer]
+        if out is None:
+            raise ValueError("this model is attention-only and has no MLP outputs")
+        return out
 
     def _unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from the residual stream at the answer positions only ``[batch, k, d]``."""
@@ -294,10 +311,10 @@ class AblationEngine:
         self, layer: int, resid: torch.Tensor, keep: torch.Tensor, pos: _Pos, *, changed: bool
     ) -> torch.Tensor:
         """The layer's MLP output at ``pos``, kept or ablated as ``keep`` says."""
-        ablated = self.mlp_ablated[layer][:, pos]
+        ablated = self.ablated_mlp(layer)[:, pos]
         if not bool(keep.any()):
             return ablated
-        out = self._mlp_out(layer, resid) if changed else self.mlp[layer][:, pos]
+        out = self._mlp_out(layer, resid) if changed else self.clean_mlp(layer)[:, pos]
         return torch.where(keep[None, :, None], out, ablated)
 
 

@@ -159,12 +159,12 @@ class InterventionEngine:
         if run.changed:
             out = e._mlp_out(layer, resid)
         else:
-            out = e.mlp[layer][run.bases]
+            out = e.clean_mlp(layer)[run.bases]
             out = out[:, self.answers] if last else out
         if mlps:
             full = self._full(out, layer, run.bases) if last else out
             for p in mlps:
-                full = _apply(p.site, full, e.mlp[layer][p.sources])
+                full = _apply(p.site, full, e.clean_mlp(layer)[p.sources])
             out = full[:, self.answers] if last else full
             run.changed = True
         return out
@@ -178,7 +178,7 @@ class InterventionEngine:
 
     def _full(self, selected: torch.Tensor, layer: int, bases: torch.Tensor) -> torch.Tensor:
         """A full-sequence tensor holding ``selected`` at the answer positions (patch helper)."""
-        full = self.engine.mlp[layer][bases].clone()
+        full = self.engine.clean_mlp(layer)[bases].clone()
         full[:, self.answers] = selected
         return full
 

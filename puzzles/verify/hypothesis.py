@@ -133,13 +133,16 @@ def _eval_key(expr: str, p: int, where: str) -> int:
 def find_declaration(source: str) -> Any:
     """The literal value of the module-level ``HYPOTHESIS = {...}``, or None when there is none."""
     tree = ast.parse(source)
-    node = None
+    node: ast.expr | None = None
     for stmt in tree.body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else []
-        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets = [stmt.target]
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id == "HYPOTHESIS" for t in targets):
-            node = stmt.value  # the last assignment wins, as it would when run
+            node = value  # the last assignment wins, as it would when run
     if node is None:
         return None
     try:

@@ -65,19 +65,14 @@ class Site:
 
 
 def format_positions(positions: tuple[int, ...]) -> str:
-    runs: list[str] = []
-    start = prev = None
+    """Sorted positions as runs: ``(0, 1, 2, 5)`` -> ``"0..2,5"``."""
+    runs: list[tuple[int, int]] = []
     for p in positions:
-        if start is None:
-            start = prev = p
-        elif p == prev + 1:
-            prev = p
+        if runs and p == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], p)
         else:
-            runs.append(str(start) if start == prev else f"{start}..{prev}")
-            start = prev = p
-    if start is not None:
-        runs.append(str(start) if start == prev else f"{start}..{prev}")
-    return ",".join(runs)
+            runs.append((p, p))
+    return ",".join(str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in runs)
 
 
 def parse_positions(text: str, *, seq_len: int, where: str) -> tuple[int, ...]:
