@@ -85,51 +85,51 @@ def convert_legacy(
 def export_legacy_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
     """The inverse mapping: a HookedTransformer-layout state dict (for old tools and tests)."""
     cfg = model.cfg
-    sd = model.state_dict()
     out: dict[str, torch.Tensor] = {}
-    heads = {"n_heads": cfg.n_heads}
-    for key, t in sd.items():
-        prefix, _, leaf = key.rpartition(".")
-        if key == "embed.weight":
-            out["embed.W_E"] = t
-        elif key == "pos_embed.weight":
-            out["pos_embed.W_pos"] = t
-        elif key == "unembed.weight":
-            out["unembed.W_U"] = t.T.contiguous()
-        elif key == "unembed.bias":
-            out["unembed.b_U"] = t
-        elif prefix.endswith(".attn.q") or prefix.endswith(".attn.k") or prefix.endswith(".attn.v"):
-            name = prefix[-1].upper()
-            base = prefix[:-2]
-            if leaf == "weight":
-                out[f"{base}.W_{name}"] = einops.rearrange(
-                    t, "(n_heads d_head) d_model -> n_heads d_model d_head", **heads
-                )
-            else:
-                out[f"{base}.b_{name}"] = einops.rearrange(
-                    t, "(n_heads d_head) -> n_heads d_head", **heads
-                )
-        elif prefix.endswith(".attn.o"):
-            base = prefix[:-2]
-            if leaf == "weight":
-                out[f"{base}.W_O"] = einops.rearrange(
-                    t, "d_model (n_heads d_head) -> n_heads d_head d_model", **heads
-                )
-            else:
-                out[f"{base}.b_O"] = t
-        elif prefix.endswith(".mlp.in") or prefix.endswith(".mlp.out"):
-            base, _, which = prefix.rpartition(".")
-            out[f"{base}.{'W' if leaf == 'weight' else 'b'}_{which}"] = (
-                t.T.contiguous() if leaf == "weight" else t
-            )
-        elif leaf in ("weight", "bias"):  # LayerNorms: ln1, ln2, ln_final
-            out[f"{prefix}.{'w' if leaf == 'weight' else 'b'}"] = t
-        else:
-            raise ValueError(f"no legacy name for {key}")
+    for key, t in model.state_dict().items():
+        out.update(_legacy_entry(key, t, n_heads=cfg.n_heads))
     for layer in range(cfg.n_layers):  # buffers HookedTransformer saved alongside the weights
         out[f"blocks.{layer}.attn.mask"] = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx)).bool()
         out[f"blocks.{layer}.attn.IGNORE"] = torch.tensor(-1e5)
     return {k: v.detach().clone() for k, v in out.items()}
+
+
+_TOP_LEVEL = {
+    "embed.weight": ("embed.W_E", False),
+    "pos_embed.weight": ("pos_embed.W_pos", False),
+    "unembed.weight": ("unembed.W_U", True),
+    "unembed.bias": ("unembed.b_U", False),
+}
+
+
+def _legacy_entry(key: str, t: torch.Tensor, *, n_heads: int) -> dict[str, torch.Tensor]:
+    """One bridge state-dict entry under its HookedTransformer name (and shape)."""
+    heads = {"n_heads": n_heads}
+    prefix, _, leaf = key.rpartition(".")
+    if key in _TOP_LEVEL:
+        name, transpose = _TOP_LEVEL[key]
+        return {name: t.T.contiguous() if transpose else t}
+    if prefix.endswith((".attn.q", ".attn.k", ".attn.v")):
+        name, base = prefix[-1].upper(), prefix[:-2]
+        if leaf == "weight":
+            pattern = "(n_heads d_head) d_model -> n_heads d_model d_head"
+            return {f"{base}.W_{name}": einops.rearrange(t, pattern, **heads)}
+        return {
+            f"{base}.b_{name}": einops.rearrange(t, "(n_heads d_head) -> n_heads d_head", **heads)
+        }
+    if prefix.endswith(".attn.o"):
+        base = prefix[:-2]
+        if leaf == "weight":
+            pattern = "d_model (n_heads d_head) -> n_heads d_head d_model"
+            return {f"{base}.W_O": einops.rearrange(t, pattern, **heads)}
+        return {f"{base}.b_O": t}
+    if prefix.endswith((".mlp.in", ".mlp.out")):
+        base, _, which = prefix.rpartition(".")
+        weight = leaf == "weight"
+        return {f"{base}.{'W' if weight else 'b'}_{which}": t.T.contiguous() if weight else t}
+    if leaf in ("weight", "bias"):  # LayerNorms: ln1, ln2, ln_final
+        return {f"{prefix}.{'w' if leaf == 'weight' else 'b'}": t}
+    raise ValueError(f"no legacy name for {key}")
 
 
 def import_legacy(

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
+from transformer_lens.model_bridge.sources import boot_native
 
 from puzzles.catalog import Puzzle
 
@@ -66,7 +67,7 @@ def build_model(
         cfg = bridge_config(puzzle_or_model_config)
     if seed is not None:
         cfg.seed = seed
-    return TransformerBridge.boot_native(cfg, device=device)
+    return boot_native(cfg, device=device)
 
 
 def sha256_file(path: Path) -> str:

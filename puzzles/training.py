@@ -9,6 +9,7 @@ is set, at the first evaluation that reaches it (the catalog wants good, not per
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import re
@@ -164,48 +165,11 @@ def train(
     cfg = TrainConfig.from_puzzle(puzzle, seed=seed, steps=steps)
     task = load_task(puzzle)
     target_dir = Path(out_dir) if out_dir is not None else puzzle.path
-    positions = torch.as_tensor(task.ANSWER_POSITIONS)
     heldout = heldout_tokens(task, cfg.heldout_size)
 
     with deterministic_torch(cfg.seed):
         model = build_model(puzzle, seed=cfg.seed)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-        def lr_at(step: int) -> float:
-            if step < cfg.warmup_steps:
-                return (step + 1) / cfg.warmup_steps
-            frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-        started = time.monotonic()
-        cpu_started = time.process_time()
-        loss_value = float("nan")
-        steps_run = 0
-        with _progress_bar(progress, puzzle.slug, cfg.steps) as advance:
-            for step in range(cfg.steps):
-                tokens = task.generate(cfg.batch_size, seed=cfg.seed * 1_000_003 + step + 1)
-                targets = task.labels(tokens)
-                logits = model(tokens)[:, positions, :]
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                steps_run = step + 1
-                loss_value = loss.item()
-                acc = None
-                if cfg.target_accuracy is not None and steps_run % cfg.eval_every == 0:
-                    model.eval()
-                    acc = accuracy(model, task, heldout)[0]
-                    model.train()
-                advance(loss_value, acc)
-                if acc is not None and acc >= cfg.target_accuracy:
-                    break
-        train_seconds = time.monotonic() - started
-        train_cpu_seconds = time.process_time() - cpu_started
+        run = _fit(model, task, cfg, heldout, progress=progress, slug=puzzle.slug)
         model.eval()
 
     acc, seq_acc, per_pos = accuracy(model, task, heldout)
@@ -216,10 +180,10 @@ def train(
     result = TrainResult(
         slug=puzzle.slug,
         seed=cfg.seed,
-        steps_run=steps_run,
-        train_seconds=round(train_seconds, 1),
-        train_cpu_seconds=round(train_cpu_seconds, 1),
-        final_loss=round(loss_value, 5),
+        steps_run=run.steps_run,
+        train_seconds=round(run.seconds, 1),
+        train_cpu_seconds=round(run.cpu_seconds, 1),
+        final_loss=round(run.final_loss, 5),
         heldout_accuracy=round(acc, 5),
         heldout_size=cfg.heldout_size,
         heldout_seed=HELDOUT_SEED,
@@ -234,26 +198,95 @@ def train(
     metrics.pop("weights_path")
     (target_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     if update_toml and out_dir is None:
-        toml_path = puzzle.path / "puzzle.toml"
-        text = toml_path.read_text(encoding="utf-8")
-        text = set_toml_values(text, "weights", {"sha256": sha})
-        text = set_toml_values(
-            text,
-            "metrics",
-            {
-                "heldout_accuracy": result.heldout_accuracy,
-                "sequence_accuracy": result.sequence_accuracy,
-                "edge_case_accuracy": result.edge_case_accuracy,
-                "heldout_size": result.heldout_size,
-                "heldout_seed": result.heldout_seed,
-                "train_seconds": result.train_seconds,
-                "train_cpu_seconds": result.train_cpu_seconds,
-                "steps_run": result.steps_run,
-                "seed": result.seed,
-            },
-        )
-        toml_path.write_text(text, encoding="utf-8")
+        _record_in_toml(puzzle, result)
     return result
+
+
+@dataclass(frozen=True)
+class _Run:
+    steps_run: int
+    final_loss: float
+    seconds: float
+    cpu_seconds: float
+
+
+def _fit(
+    model: Any,
+    task: ModuleType,
+    cfg: TrainConfig,
+    heldout: torch.Tensor,
+    *,
+    progress: bool,
+    slug: str,
+) -> _Run:
+    """The training loop: AdamW with warm-up then cosine decay, stopping early once held-out
+    accuracy reaches ``target_accuracy`` (checked every ``eval_every`` steps)."""
+    positions = torch.as_tensor(task.ANSWER_POSITIONS)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(_lr_factor, cfg))
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    loss_value = float("nan")
+    steps_run = 0
+    with _progress_bar(progress, slug, cfg.steps) as advance:
+        for step in range(cfg.steps):
+            tokens = task.generate(cfg.batch_size, seed=cfg.seed * 1_000_003 + step + 1)
+            targets = task.labels(tokens)
+            logits = model(tokens)[:, positions, :]
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            steps_run = step + 1
+            loss_value = loss.item()
+            acc = None
+            if cfg.target_accuracy is not None and steps_run % cfg.eval_every == 0:
+                model.eval()
+                acc = accuracy(model, task, heldout)[0]
+                model.train()
+            advance(loss_value, acc)
+            if acc is not None and cfg.target_accuracy is not None and acc >= cfg.target_accuracy:
+                break
+    return _Run(
+        steps_run=steps_run,
+        final_loss=loss_value,
+        seconds=time.monotonic() - started,
+        cpu_seconds=time.process_time() - cpu_started,
+    )
+
+
+def _lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the learning rate."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def _record_in_toml(puzzle: Puzzle, result: TrainResult) -> None:
+    """The new weights' checksum and the measured metrics, into the puzzle's own puzzle.toml."""
+    toml_path = puzzle.path / "puzzle.toml"
+    text = toml_path.read_text(encoding="utf-8")
+    text = set_toml_values(text, "weights", {"sha256": result.weights_sha256})
+    text = set_toml_values(
+        text,
+        "metrics",
+        {
+            "heldout_accuracy": result.heldout_accuracy,
+            "sequence_accuracy": result.sequence_accuracy,
+            "edge_case_accuracy": result.edge_case_accuracy,
+            "heldout_size": result.heldout_size,
+            "heldout_seed": result.heldout_seed,
+            "train_seconds": result.train_seconds,
+            "train_cpu_seconds": result.train_cpu_seconds,
+            "steps_run": result.steps_run,
+            "seed": result.seed,
+        },
+    )
+    toml_path.write_text(text, encoding="utf-8")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +34,7 @@ class DatabaseNotReady(RuntimeError):
     """The database is unreachable, missing, or not migrated to the code's schema."""
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     # Foreign keys are off by default in SQLite; WAL + busy timeout let the bot, the scheduler
     # and a local worker share one file without "database is locked" on every overlap.
     cursor = dbapi_connection.cursor()
@@ -44,7 +44,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-def _sqlite_begin_before_savepoint(conn, _name) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_begin_before_savepoint(conn: Connection, _name: object) -> None:
     """Open the transaction before a SAVEPOINT, so releasing it commits nothing.
 
     pysqlite emits BEGIN lazily, before the first INSERT/UPDATE/DELETE. A transaction whose first
@@ -111,7 +111,9 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
     """Alembic filter: leave the libraries' tables (and their indexes) alone."""
     if type_ == "table" and name in LIBRARY_TABLES:
         return False

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -16,6 +18,18 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_lint_is_clean() -> None:
     result = _run(str(BIN / "ruff"), "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(900)
+def test_mypy_is_clean_on_storage_and_verify() -> None:
+    """Type checks of storage/ and puzzles/verify/ (and what they import), nothing skipped.
+
+    Cold, mypy reads torch's inline types: about 50 s of CPU, minutes of wall time on a busy
+    2-core machine, hence the long limits.
+    """
+    cmd = (str(BIN / "mypy"), "storage", "puzzles/verify")
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=840)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

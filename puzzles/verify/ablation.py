@@ -16,13 +16,17 @@ the tests check that both give the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from puzzles.verify.components import Component
+
+_Module = Callable[[torch.Tensor], torch.Tensor]
+_Pos = torch.Tensor | slice
+"""Positions to compute at: the answer positions (last layer) or every position."""
 
 ABLATIONS = ("mean", "resample")
 
@@ -54,8 +58,8 @@ class _Layer:
         self.ln1 = _raw(block.ln1)
         self.attn = _raw(block.attn)
         self.q, self.k, self.v, self.o = (_raw(getattr(self.attn, n)) for n in "qkvo")
-        self.ln2 = _raw(block.ln2) if hasattr(block, "ln2") else None
-        self.mlp = None
+        self.ln2: _Module | None = _raw(block.ln2) if hasattr(block, "ln2") else None
+        self.mlp: _Module | None = None
         if hasattr(block, "mlp"):
             self.mlp = self._mlp(_raw(block.mlp))
 
@@ -160,7 +164,23 @@ class AblationEngine:
 
     def _mlp_out(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
         parts = self._layers[layer]
+        if parts.mlp is None or parts.ln2 is None:
+            raise ValueError(f"layer {layer} of this model has no MLP")
         return parts.mlp(parts.ln2(resid))
+
+    def clean_mlp(self, layer: int) -> torch.Tensor:
+        """The clean run's MLP output of ``layer`` ``[batch, seq, d_model]``."""
+        out = self.mlp[layer]
+        if out is None:
+            raise ValueError("this model is attention-only and has no MLP outputs")
+        return out
+
+    def ablated_mlp(self, layer: int) -> torch.Tensor:
+        """The MLP output of ``layer`` that replaces the clean one where it is ablated."""
+        out = self.mlp_ablated[layer]
+        if out is None:
+            raise ValueError("this model is attention-only and has no MLP outputs")
+        return out
 
     def _unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Logits from the residual stream at the answer positions only ``[batch, k, d]``."""
@@ -236,14 +256,7 @@ class AblationEngine:
         """Answer-position logits ``[batch, k, classes]`` with everything outside ``mask`` ablated."""
         heads = mask.heads.to(self.device)
         mlps = mask.mlps.to(self.device)
-        first = None
-        for layer in range(self.n_layers):
-            if not bool(heads[layer].all()):
-                first = (layer, 0)
-                break
-            if not self.attn_only and not bool(mlps[layer].all()):
-                first = (layer, 1)
-                break
+        first = self._first_ablated(heads, mlps)
         if first is None:
             return self.clean_logits
         self._ensure_ablation_values()
@@ -258,16 +271,7 @@ class AblationEngine:
             # residual stream are computed there alone (keys and values still use every position).
             pos = answers if layer == last else slice(None)
             if not (layer == start_layer and start_sub == 1):
-                keep = heads[layer][pos]
-                ablated_z = self.z_ablated[layer][:, pos]
-                if not bool(keep.any()):
-                    z = ablated_z.expand(self.batch, -1, -1, -1)
-                else:
-                    if changed:
-                        z = self._attn_z(layer, resid, answers if layer == last else None)
-                    else:
-                        z = self.z[layer][:, pos]
-                    z = torch.where(keep[None, :, :, None], z, ablated_z)
+                z = self._masked_z(layer, resid, heads[layer][pos], pos, changed=changed)
                 resid = resid[:, pos] + self._attn_out(layer, z)
                 selected = layer == last
                 changed = True
@@ -275,16 +279,43 @@ class AblationEngine:
                 continue
             if layer == last and not selected:
                 resid, selected = resid[:, answers], True
-            keep = mlps[layer][pos]
-            ablated = self.mlp_ablated[layer][:, pos]
-            if not bool(keep.any()):
-                out = ablated
-            else:
-                out = self._mlp_out(layer, resid) if changed else self.mlp[layer][:, pos]
-                out = torch.where(keep[None, :, None], out, ablated)
-            resid = resid + out
+            resid = resid + self._masked_mlp(layer, resid, mlps[layer][pos], pos, changed=changed)
             changed = True
         return self._unembed(resid if selected else resid[:, answers])
+
+    def _first_ablated(self, heads: torch.Tensor, mlps: torch.Tensor) -> tuple[int, int] | None:
+        """(layer, 0 for attention / 1 for the MLP) of the first ablated sublayer, or None."""
+        for layer in range(self.n_layers):
+            if not bool(heads[layer].all()):
+                return layer, 0
+            if not self.attn_only and not bool(mlps[layer].all()):
+                return layer, 1
+        return None
+
+    def _masked_z(
+        self, layer: int, resid: torch.Tensor, keep: torch.Tensor, pos: _Pos, *, changed: bool
+    ) -> torch.Tensor:
+        """The layer's head outputs at ``pos``: kept heads recomputed (or cached while nothing
+        upstream changed), the others their ablation values."""
+        ablated_z = self.z_ablated[layer][:, pos]
+        if not bool(keep.any()):
+            return ablated_z.expand(self.batch, -1, -1, -1)
+        if changed:
+            last = layer == self.n_layers - 1
+            z = self._attn_z(layer, resid, self.answer_positions if last else None)
+        else:
+            z = self.z[layer][:, pos]
+        return torch.where(keep[None, :, :, None], z, ablated_z)
+
+    def _masked_mlp(
+        self, layer: int, resid: torch.Tensor, keep: torch.Tensor, pos: _Pos, *, changed: bool
+    ) -> torch.Tensor:
+        """The layer's MLP output at ``pos``, kept or ablated as ``keep`` says."""
+        ablated = self.ablated_mlp(layer)[:, pos]
+        if not bool(keep.any()):
+            return ablated
+        out = self._mlp_out(layer, resid) if changed else self.clean_mlp(layer)[:, pos]
+        return torch.where(keep[None, :, None], out, ablated)
 
 
 @torch.no_grad()

@@ -28,6 +28,19 @@ class Patch:
     sources: torch.Tensor
 
 
+@dataclass
+class _PatchedRun:
+    """One batch of patched runs: its base rows, its patches, and whether anything upstream of
+    the current sublayer differs from the clean run yet (until then cached activations serve)."""
+
+    bases: torch.Tensor
+    patches: list[Patch]
+    changed: bool = False
+
+    def at(self, kind: str, layer: int) -> list[Patch]:
+        return [p for p in self.patches if p.site.kind == kind and p.site.layer == layer]
+
+
 def _apply(site: Site, base: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """``base`` with the site's slice replaced by ``source`` (or only its ``direction`` component).
 
@@ -71,74 +84,90 @@ class InterventionEngine:
         bases = bases.to(e.device)
         if not patches:
             return e.clean_logits[bases]
-        patches = [Patch(p.site, p.sources.to(e.device)) for p in patches]
-        start = min(p.site.stage for p in patches)
+        run = _PatchedRun(bases, [Patch(p.site, p.sources.to(e.device)) for p in patches])
+        start = min(p.site.stage for p in run.patches)
         resid = self._resid(start)[bases]
         last = self.n_layers - 1
-        changed = False
         if start == 2 * last + 1:  # starting at the last MLP: only the answer positions matter
             resid = resid[:, self.answers]
-
-        def patch_resid(kind: str, layer: int, resid: torch.Tensor, cache: torch.Tensor):
-            nonlocal changed
-            for p in patches:
-                if p.site.kind == kind and p.site.layer == layer:
-                    resid = _apply(p.site, resid, cache[p.sources])
-                    changed = True
-            return resid
-
         for stage in range(start, 2 * self.n_layers):
             layer, sub = divmod(stage, 2)
             if sub == 0:
-                if layer > 0:  # resid_post of the layer before is this layer's resid_pre
-                    resid = patch_resid("resid_post", layer - 1, resid, e.resid_pre[layer])
-                resid = patch_resid("resid_pre", layer, resid, e.resid_pre[layer])
-                heads = [p for p in patches if p.site.kind == "head" and p.site.layer == layer]
-                if layer == last:
-                    # only the answer positions reach the logits from here on: queries there only
-                    answers = self.answers
-                    if changed:
-                        z = e._attn_z(layer, resid, answers)
-                    else:
-                        z = e.z[layer][:, answers][bases]
-                    for p in heads:
-                        site = self._at_answers(p.site)
-                        if site is not None:
-                            z = _apply(site, z, e.z[layer][:, answers][p.sources])
-                    resid = resid[:, answers]
-                else:
-                    z = e._attn_z(layer, resid) if changed else e.z[layer][bases]
-                    for p in heads:
-                        z = _apply(p.site, z, e.z[layer][p.sources])
-                changed = changed or bool(heads)
-                resid = resid + e._attn_out(layer, z)
-                continue
-            if layer < last:
-                resid = patch_resid("resid_mid", layer, resid, e.resid_mid[layer])
-            elif any(p.site.kind == "resid_mid" and p.site.layer == layer for p in patches):
-                resid = self._answer_patch("resid_mid", layer, resid, patches, e.resid_mid[layer])
-                changed = True
-            if not e.attn_only:
-                mlps = [p for p in patches if p.site.kind == "mlp" and p.site.layer == layer]
-                if changed:
-                    out = e._mlp_out(layer, resid)
-                else:
-                    out = e.mlp[layer][bases]
-                    out = out[:, self.answers] if layer == last else out
-                if mlps:
-                    full = self._full(out, layer, bases) if layer == last else out
-                    for p in mlps:
-                        full = _apply(p.site, full, e.mlp[layer][p.sources])
-                    out = full[:, self.answers] if layer == last else full
-                    changed = True
-                resid = resid + out
-        if start >= 2 * self.n_layers or any(
-            p.site.kind == "resid_post" and p.site.layer == last for p in patches
-        ):
+                resid = self._attention_stage(run, layer, resid)
+            else:
+                resid = self._mlp_stage(run, layer, resid)
+        if start >= 2 * self.n_layers or run.at("resid_post", last):
             if start >= 2 * self.n_layers:
                 resid = resid[:, self.answers]
-            resid = self._answer_patch("resid_post", last, resid, patches, e.resid_final)
+            resid = self._answer_patch("resid_post", last, resid, run.patches, e.resid_final)
         return e._unembed(resid)
+
+    def _patch_resid(
+        self, run: _PatchedRun, kind: str, layer: int, resid: torch.Tensor, cache: torch.Tensor
+    ) -> torch.Tensor:
+        for p in run.at(kind, layer):
+            resid = _apply(p.site, resid, cache[p.sources])
+            run.changed = True
+        return resid
+
+    def _attention_stage(self, run: _PatchedRun, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the layer's attention, its patches applied."""
+        e = self.engine
+        if layer > 0:  # resid_post of the layer before is this layer's resid_pre
+            resid = self._patch_resid(run, "resid_post", layer - 1, resid, e.resid_pre[layer])
+        resid = self._patch_resid(run, "resid_pre", layer, resid, e.resid_pre[layer])
+        heads = run.at("head", layer)
+        if layer == self.n_layers - 1:
+            z = self._last_layer_z(run, layer, resid, heads)
+            resid = resid[:, self.answers]
+        else:
+            z = e._attn_z(layer, resid) if run.changed else e.z[layer][run.bases]
+            for p in heads:
+                z = _apply(p.site, z, e.z[layer][p.sources])
+        run.changed = run.changed or bool(heads)
+        return resid + e._attn_out(layer, z)
+
+    def _last_layer_z(
+        self, run: _PatchedRun, layer: int, resid: torch.Tensor, heads: list[Patch]
+    ) -> torch.Tensor:
+        """Only the answer positions reach the logits from here on: queries there only."""
+        e = self.engine
+        answers = self.answers
+        z = e._attn_z(layer, resid, answers) if run.changed else e.z[layer][:, answers][run.bases]
+        for p in heads:
+            site = self._at_answers(p.site)
+            if site is not None:
+                z = _apply(site, z, e.z[layer][:, answers][p.sources])
+        return z
+
+    def _mlp_stage(self, run: _PatchedRun, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the layer's MLP sublayer, its patches applied."""
+        e = self.engine
+        if layer < self.n_layers - 1:
+            resid = self._patch_resid(run, "resid_mid", layer, resid, e.resid_mid[layer])
+        elif run.at("resid_mid", layer):
+            resid = self._answer_patch("resid_mid", layer, resid, run.patches, e.resid_mid[layer])
+            run.changed = True
+        if e.attn_only:
+            return resid
+        return resid + self._mlp_out(run, layer, resid)
+
+    def _mlp_out(self, run: _PatchedRun, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        e = self.engine
+        last = layer == self.n_layers - 1
+        mlps = run.at("mlp", layer)
+        if run.changed:
+            out = e._mlp_out(layer, resid)
+        else:
+            out = e.clean_mlp(layer)[run.bases]
+            out = out[:, self.answers] if last else out
+        if mlps:
+            full = self._full(out, layer, run.bases) if last else out
+            for p in mlps:
+                full = _apply(p.site, full, e.clean_mlp(layer)[p.sources])
+            out = full[:, self.answers] if last else full
+            run.changed = True
+        return out
 
     def _at_answers(self, site: Site) -> Site | None:
         """The site on a tensor holding the answer positions only (None: no answer position)."""
@@ -149,7 +178,7 @@ class InterventionEngine:
 
     def _full(self, selected: torch.Tensor, layer: int, bases: torch.Tensor) -> torch.Tensor:
         """A full-sequence tensor holding ``selected`` at the answer positions (patch helper)."""
-        full = self.engine.mlp[layer][bases].clone()
+        full = self.engine.clean_mlp(layer)[bases].clone()
         full[:, self.answers] = selected
         return full
 

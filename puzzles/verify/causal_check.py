@@ -103,7 +103,7 @@ class CausalJob:
 
 def interventions_for(hypothesis: Hypothesis) -> list[tuple[str, ...]]:
     """Each variable alone, then (with two or more) all variables together."""
-    names = [(v.name,) for v in hypothesis.variables]
+    names: list[tuple[str, ...]] = [(v.name,) for v in hypothesis.variables]
     if len(names) > 1:
         names.append(tuple(v.name for v in hypothesis.variables))
     return names
@@ -225,7 +225,10 @@ def _scrub(
 
     scrubbed, resampled = accuracy(torch.tensor(partners)), accuracy(random_source)
     effect = 1.0 - resampled
-    out = {"scrub_accuracy": scrubbed, "random_resample_accuracy": resampled}
+    out: dict[str, Any] = {
+        "scrub_accuracy": scrubbed,
+        "random_resample_accuracy": resampled,
+    }
     if effect < 0.02:
         out["recovered"] = None
         out["scrub_note"] = "resampling the site at random barely changes the model's answers"

@@ -116,6 +116,6 @@ def check_trusted(source: str, engine: Any, task: Any, config, *, seed: int) -> 
     if plan.job is None:
         return CheckResult(name="causal", passed=False, message=plan.error or "")
     tensors, error = trusted_counterfactuals(source, plan.job)
-    if error:
-        return CheckResult(name="causal", passed=False, message=error)
+    if error or tensors is None:
+        return CheckResult(name="causal", passed=False, message=error or "no counterfactuals")
     return causal_check(InterventionEngine(engine), plan.job, tensors, config=config, seed=seed)

@@ -196,41 +196,44 @@ def find_layout(
             return None, f"cannot read /proc/self/cgroup ({exc.strerror})"
     own = _own_cgroups(proc_cgroup)
     base = base if base is not None else os.environ.get(ENV_BASE)
-    reasons = []
     if (root / "cgroup.controllers").exists():
-        v2_base = Path(base) if base else root / own.get("", "/").lstrip("/")
+        return _v2_layout(Path(base) if base else root / own.get("", "/").lstrip("/"))
+    if mountinfo is None:
         try:
-            enabled = set((v2_base / "cgroup.subtree_control").read_text().split())
-            if not {"memory", "pids"} <= enabled:
-                # only possible where the base holds no process of its own (a delegated subtree)
-                _write(v2_base / "cgroup.subtree_control", "+memory +pids")
-            if os.access(v2_base, os.W_OK):
-                return Layout(2, (v2_base,)), f"cgroup v2 under {v2_base}"
-            reasons.append(f"cgroup v2: {v2_base} is not writable")
+            mountinfo = Path("/proc/self/mountinfo").read_text()
         except OSError as exc:
-            reasons.append(
-                f"cgroup v2: cannot enable the memory and pids controllers in {v2_base} "
-                f"({exc.strerror}; delegate a subtree and set {ENV_BASE})"
-            )
-    else:
-        if mountinfo is None:
-            try:
-                mountinfo = Path("/proc/self/mountinfo").read_text()
-            except OSError as exc:
-                return None, f"cannot read /proc/self/mountinfo ({exc.strerror})"
-        mounts = _v1_mounts(mountinfo)
-        if "memory" in mounts and "pids" in mounts:
-            dirs = []
-            for controller in ("memory", "pids"):
-                mount, mount_root = mounts[controller]
-                dirs.append(_under(mount, mount_root, own.get(controller, "/")))
-            writable = [d for d in dirs if d.is_dir() and os.access(d, os.W_OK)]
-            if len(writable) == 2:
-                return Layout(1, tuple(dirs)), f"cgroup v1 under {dirs[0]} and {dirs[1]}"
-            reasons.append("cgroup v1: the memory and pids hierarchies are not writable")
-        else:
-            reasons.append("no cgroup v2 and no cgroup v1 memory and pids hierarchies")
-    return None, "; ".join(reasons)
+            return None, f"cannot read /proc/self/mountinfo ({exc.strerror})"
+    return _v1_layout(own, mountinfo)
+
+
+def _v2_layout(v2_base: Path) -> tuple[Layout | None, str]:
+    try:
+        enabled = set((v2_base / "cgroup.subtree_control").read_text().split())
+        if not {"memory", "pids"} <= enabled:
+            # only possible where the base holds no process of its own (a delegated subtree)
+            _write(v2_base / "cgroup.subtree_control", "+memory +pids")
+        if os.access(v2_base, os.W_OK):
+            return Layout(2, (v2_base,)), f"cgroup v2 under {v2_base}"
+        return None, f"cgroup v2: {v2_base} is not writable"
+    except OSError as exc:
+        return None, (
+            f"cgroup v2: cannot enable the memory and pids controllers in {v2_base} "
+            f"({exc.strerror}; delegate a subtree and set {ENV_BASE})"
+        )
+
+
+def _v1_layout(own: dict[str, str], mountinfo: str) -> tuple[Layout | None, str]:
+    mounts = _v1_mounts(mountinfo)
+    if "memory" not in mounts or "pids" not in mounts:
+        return None, "no cgroup v2 and no cgroup v1 memory and pids hierarchies"
+    dirs = []
+    for controller in ("memory", "pids"):
+        mount, mount_root = mounts[controller]
+        dirs.append(_under(mount, mount_root, own.get(controller, "/")))
+    writable = [d for d in dirs if d.is_dir() and os.access(d, os.W_OK)]
+    if len(writable) == 2:
+        return Layout(1, tuple(dirs)), f"cgroup v1 under {dirs[0]} and {dirs[1]}"
+    return None, "cgroup v1: the memory and pids hierarchies are not writable"
 
 
 _probed: tuple[Layout | None, str] | None = None

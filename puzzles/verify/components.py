@@ -81,6 +81,12 @@ def parse_entry(
     spec = match["pos"]
     if spec is None:
         return [Component(layer, head, None)]
+    positions = _positions(text, spec, seq_len=seq_len, answer_positions=answer_positions)
+    return [Component(layer, head, pos) for pos in positions]
+
+
+def _positions(text: str, spec: str, *, seq_len: int, answer_positions: Sequence[int]) -> list[int]:
+    """An entry's ``@positions`` as distinct positions in 0..seq_len-1, in the order given."""
     if spec == "ANSWERS":
         raw = list(answer_positions)
         if not raw:
@@ -94,7 +100,7 @@ def parse_entry(
                 f"{text!r}: positions run from 0 to {seq_len - 1} (or -{seq_len}..-1)"
             )
         positions.setdefault(pos % seq_len, None)
-    return [Component(layer, head, pos) for pos in positions]
+    return list(positions)
 
 
 def parse_component(

@@ -7,10 +7,12 @@ submission but its validated ``CIRCUIT`` list of strings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,6 +31,7 @@ from puzzles.verify.sandbox import (
     Sandbox,
     SandboxError,
     SandboxLimits,
+    SandboxOutcome,
     SandboxPool,
 )
 from puzzles.verify.static import limits_from_config, scan_source
@@ -144,31 +147,7 @@ def verify_submission(
         sandboxed=sandbox,
     )
 
-    def finish(log_tail: str = "") -> Verdict:
-        verdict.runtime_s = time.perf_counter() - started
-        verdict.scores = {
-            name: check.score for name, check in verdict.checks.items() if check.score is not None
-        }
-        if verdict.static:
-            verdict.scores["compactness"] = verdict.static["description_bytes"]
-        for check in verdict.checks.values():
-            for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
-                if check.details.get(key) is not None:
-                    verdict.scores[key] = check.details[key]
-        public, private = verdict_quality(verdict)
-        if public is not None:
-            verdict.scores["quality_public"] = public
-        if private is not None:
-            verdict.scores["quality_private"] = private
-        verdict.report_md = render_report(verdict, log_tail=log_tail, notes=notes)
-        report("report")
-        try:
-            verdict.plot_png = render_plot(verdict)
-        except Exception as exc:  # a plot is a nicety, never a reason to lose a verdict
-            notes.append(f"plot failed: {type(exc).__name__}")
-        causal_section.add_plot(verdict, notes)
-        verdict.runtime_s = time.perf_counter() - started
-        return verdict
+    finish = functools.partial(_finish, verdict, started=started, notes=notes, report=report)
 
     try:
         submission = load_submission(source, filename)
@@ -179,113 +158,162 @@ def verify_submission(
         verdict.error, verdict.error_kind = str(exc), "input"
         return finish()
     verdict.static = static.to_json()
-
-    checks = list(config.get("checks", ["replication", "circuit"]))
     declared = causal_section.declaration(submission.source)  # format v2, read without running it
     limits = limits or SandboxLimits.from_config(config)
     report("sandbox start")
     # Start the sandbox first: it imports torch while we prepare the data and the model here.
-    # a pool's boxes only when they are sandboxed as asked (never a bwrap-less one for bwrap)
-    use_pool = pool is not None and pool.use_bwrap == sandbox
-    box = pool.acquire() if use_pool else Sandbox(limits, use_bwrap=sandbox)
+    box = _sandbox(pool, limits, use_bwrap=sandbox)
     try:
-        task = load_task(puzzle)
-        model = _model(puzzle, device)
-        n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
-        heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
-        edge = task.edge_cases()
-        if hard_seed is None:
-            hard_seed = public_seed(puzzle) if seed is None else seed
-        hard = hard_set(puzzle, task, model, seed=hard_seed, device=device)
-        n_hard = int(hard.tokens.shape[0])
-        tokens = torch.cat([heldout, edge, hard.tokens]).long()
-        answer_positions = list(task.ANSWER_POSITIONS)
-        k = len(answer_positions)
-        n_classes = len(task.CLASSES)
-        # One cached clean run serves the model's answers and, later, every ablation variant.
-        size = min(n_heldout, int(config.get("circuit_size", DEFAULT_CIRCUIT_SIZE)))
-        with torch.no_grad():
-            engine = AblationEngine(
-                model,
-                heldout[:size],
-                answer_positions=answer_positions,
-                ablation=str(config.get("ablation", "mean")),
-                seed=int(config.get("ablation_seed", 0)),
-            )
-            rest = AblationEngine(model, tokens[size:], answer_positions=answer_positions)
-            model_answers = torch.cat([engine.clean_logits, rest.clean_logits]).argmax(-1).cpu()
-            del rest
-        labels = torch.as_tensor(task.labels(tokens)).reshape(tokens.shape[0], k).long()
-        causal = causal_section.prepare(
-            declared, engine, task, config, seed=public_seed(puzzle) if seed is None else int(seed)
+        data = _prepare(
+            puzzle,
+            config,
+            declared,
+            device=device,
+            seed=seed,
+            hard_seed=hard_seed,
+            heldout_size=heldout_size,
         )
-
         report("replication")
-        try:
-            box.wait_ready()  # already, for a pooled box; timed apart from the run itself
-            report("sandbox ready")
-            outcome = box.run(
-                static.canonical_source,
-                tokens=tokens if submission.defines_predict else None,
-                k=k,
-                n_classes=n_classes,
-                wall_seconds=limits.wall_seconds,
-                causal=causal.job,
-            )
-        except SandboxError as exc:
-            verdict.error = f"the sandbox failed ({exc}); this is not your fault, please retry"
-            verdict.error_kind = "infrastructure"
-            return finish()
+        outcome = _run(
+            box,
+            static.canonical_source,
+            data,
+            predict=submission.defines_predict,
+            wall_seconds=limits.wall_seconds,
+            report=report,
+        )
+    except SandboxError as exc:
+        verdict.error = f"the sandbox failed ({exc}); this is not your fault, please retry"
+        verdict.error_kind = "infrastructure"
+        return finish()
     finally:
         box.close()
+    _record_outcome(verdict, outcome, data, config=config, report=report)
+    return finish(log_tail=outcome.log_tail)
+
+
+@dataclass
+class _Prepared:
+    """What the trusted process computes while the sandbox starts: the tokens the submission
+    predicts on, the model's own answers and the labels, the ablation engine, the causal plan."""
+
+    task: Any
+    engine: AblationEngine
+    tokens: torch.Tensor
+    model_answers: torch.Tensor
+    labels: torch.Tensor
+    answer_positions: list[int]
+    n_heldout: int
+    n_hard: int
+    n_classes: int
+    causal: causal_section.CausalPlan
+
+    @property
+    def k(self) -> int:
+        return len(self.answer_positions)
+
+
+def _prepare(
+    puzzle: Puzzle,
+    config: dict[str, Any],
+    declared: Any,
+    *,
+    device: str,
+    seed: int | None,
+    hard_seed: int | None,
+    heldout_size: int | None,
+) -> _Prepared:
+    task = load_task(puzzle)
+    model = _model(puzzle, device)
+    n_heldout = int(heldout_size or config.get("heldout_size", DEFAULT_HELDOUT_SIZE))
+    heldout = task.generate(n_heldout, public_seed(puzzle) if seed is None else int(seed))
+    edge = task.edge_cases()
+    if hard_seed is None:
+        hard_seed = public_seed(puzzle) if seed is None else seed
+    hard = hard_set(puzzle, task, model, seed=hard_seed, device=device)
+    tokens = torch.cat([heldout, edge, hard.tokens]).long()
+    answer_positions = list(task.ANSWER_POSITIONS)
+    # One cached clean run serves the model's answers and, later, every ablation variant.
+    size = min(n_heldout, int(config.get("circuit_size", DEFAULT_CIRCUIT_SIZE)))
+    with torch.no_grad():
+        engine = AblationEngine(
+            model,
+            heldout[:size],
+            answer_positions=answer_positions,
+            ablation=str(config.get("ablation", "mean")),
+            seed=int(config.get("ablation_seed", 0)),
+        )
+        rest = AblationEngine(model, tokens[size:], answer_positions=answer_positions)
+        model_answers = torch.cat([engine.clean_logits, rest.clean_logits]).argmax(-1).cpu()
+        del rest
+    k = len(answer_positions)
+    labels = torch.as_tensor(task.labels(tokens)).reshape(tokens.shape[0], k).long()
+    causal = causal_section.prepare(
+        declared, engine, task, config, seed=public_seed(puzzle) if seed is None else int(seed)
+    )
+    return _Prepared(
+        task=task,
+        engine=engine,
+        tokens=tokens,
+        model_answers=model_answers,
+        labels=labels,
+        answer_positions=answer_positions,
+        n_heldout=n_heldout,
+        n_hard=int(hard.tokens.shape[0]),
+        n_classes=len(task.CLASSES),
+        causal=causal,
+    )
+
+
+def _run(
+    box: Sandbox,
+    source: str,
+    data: _Prepared,
+    *,
+    predict: bool,
+    wall_seconds: float,
+    report: Callable[[str], None],
+) -> SandboxOutcome:
+    """The submission's one run in its sandbox (raises SandboxError when the sandbox failed)."""
+    box.wait_ready()  # already, for a pooled box; timed apart from the run itself
+    report("sandbox ready")
+    return box.run(
+        source,
+        tokens=data.tokens if predict else None,
+        k=data.k,
+        n_classes=data.n_classes,
+        wall_seconds=wall_seconds,
+        causal=data.causal.job,
+    )
+
+
+def _sandbox(pool: SandboxPool | None, limits: SandboxLimits, *, use_bwrap: bool) -> Sandbox:
+    """A pool's box only when it is sandboxed as asked (never a bwrap-less one for bwrap)."""
+    if pool is not None and pool.use_bwrap == use_bwrap:
+        return pool.acquire()
+    return Sandbox(limits, use_bwrap=use_bwrap)
+
+
+def _record_outcome(
+    verdict: Verdict,
+    outcome: SandboxOutcome,
+    data: _Prepared,
+    *,
+    config: dict[str, Any],
+    report: Callable[[str], None],
+) -> None:
+    """The run's measurements and the checks on what it sent back."""
+    checks = list(config.get("checks", ["replication", "circuit"]))
     if outcome.memory_peak_bytes is not None:
         verdict.memory_peak_mb = round(outcome.memory_peak_bytes / 2**20, 1)
-
-    def judge() -> None:
-        """Fill in the verdict's checks from the sandbox's outcome."""
-        if outcome.failure:
-            verdict.error, verdict.error_kind = outcome.failure, "runtime"
-            return
-        errors = outcome.result.get("errors", {})
-
-        if "replication" in checks:
-            if outcome.predictions is not None:
-                names = [f"pos {p}" for p in answer_positions]
-                verdict.checks["replication"] = replication_check(
-                    predictions=outcome.predictions,
-                    model_answers=model_answers,
-                    labels=labels,
-                    n_heldout=n_heldout,
-                    config=config,
-                    position_names=names,
-                    n_hard=n_hard,
-                )
-            else:
-                why = (
-                    errors.get("predict") or "the submission defines no `predict(tokens)` function"
-                )
-                verdict.checks["replication"] = CheckResult(
-                    name="replication", passed=False, message=why
-                )
-
-        if "circuit" in checks:
-            verdict.checks["circuit"] = _circuit(
-                outcome.result.get("circuit"), errors.get("circuit"), engine, task, config
-            )
-        if causal.wanted:
-            verdict.checks["causal"] = causal.check(outcome, engine, config)
-        verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(
-            verdict.checks
-        )
-
     if "circuit" in checks and not outcome.failure:
-        report("circuit")  # outside judge(): a time limit raised here is not the submission's
-    if causal.wanted and not outcome.failure:
+        report("circuit")  # outside the try: a time limit raised here is not the submission's
+    if data.causal.wanted and not outcome.failure:
         report("causal")
     try:
-        judge()
+        _judge(verdict, outcome, data, checks=checks, config=config)
     except Exception as exc:  # noqa: BLE001 - what the submission sent broke a check
-        # Everything in judge() works on the submission's own output: a crash there is its
+        # Everything in _judge() works on the submission's own output: a crash there is its
         # failure (counted, with a message), not the system's.
         log.exception("checking the output of a submission failed")
         verdict.checks.clear()
@@ -295,7 +323,86 @@ def verify_submission(
             "it counts as a failed run"
         )
         verdict.error_kind = "runtime"
-    return finish(outcome.log_tail)
+
+
+def _judge(
+    verdict: Verdict,
+    outcome: SandboxOutcome,
+    data: _Prepared,
+    *,
+    checks: list[str],
+    config: dict[str, Any],
+) -> None:
+    """Fill in the verdict's checks from the sandbox's outcome."""
+    if outcome.failure:
+        verdict.error, verdict.error_kind = outcome.failure, "runtime"
+        return
+    errors = outcome.result.get("errors", {})
+    if "replication" in checks:
+        verdict.checks["replication"] = _replication(outcome, data, errors, config)
+    if "circuit" in checks:
+        verdict.checks["circuit"] = _circuit(
+            outcome.result.get("circuit"), errors.get("circuit"), data.engine, data.task, config
+        )
+    if data.causal.wanted:
+        verdict.checks["causal"] = data.causal.check(outcome, data.engine, config)
+    verdict.passed = all(check.passed for check in verdict.checks.values()) and bool(verdict.checks)
+
+
+def _replication(
+    outcome: SandboxOutcome, data: _Prepared, errors: dict[str, str], config: dict[str, Any]
+) -> CheckResult:
+    if outcome.predictions is None:
+        why = errors.get("predict") or "the submission defines no `predict(tokens)` function"
+        return CheckResult(name="replication", passed=False, message=why)
+    return replication_check(
+        predictions=outcome.predictions,
+        model_answers=data.model_answers,
+        labels=data.labels,
+        n_heldout=data.n_heldout,
+        config=config,
+        position_names=[f"pos {p}" for p in data.answer_positions],
+        n_hard=data.n_hard,
+    )
+
+
+def _finish(
+    verdict: Verdict,
+    *,
+    started: float,
+    notes: list[str],
+    report: Callable[[str], None],
+    log_tail: str = "",
+) -> Verdict:
+    """The verdict's scores, report and plots, whichever way verification ended."""
+    verdict.runtime_s = time.perf_counter() - started
+    _fill_scores(verdict)
+    verdict.report_md = render_report(verdict, log_tail=log_tail, notes=notes)
+    report("report")
+    try:
+        verdict.plot_png = render_plot(verdict)
+    except Exception as exc:  # a plot is a nicety, never a reason to lose a verdict
+        notes.append(f"plot failed: {type(exc).__name__}")
+    causal_section.add_plot(verdict, notes)
+    verdict.runtime_s = time.perf_counter() - started
+    return verdict
+
+
+def _fill_scores(verdict: Verdict) -> None:
+    verdict.scores = {
+        name: check.score for name, check in verdict.checks.items() if check.score is not None
+    }
+    if verdict.static:
+        verdict.scores["compactness"] = verdict.static["description_bytes"]
+    for check in verdict.checks.values():
+        for key in ("faithfulness", "minimality", "agreement_on_mistakes"):
+            if check.details.get(key) is not None:
+                verdict.scores[key] = check.details[key]
+    public, private = verdict_quality(verdict)
+    if public is not None:
+        verdict.scores["quality_public"] = public
+    if private is not None:
+        verdict.scores["quality_private"] = private
 
 
 def _circuit(

@@ -77,7 +77,9 @@ def mine_hard_set(
     budget = size // 2
     # Draw the pool in chunks and stop once the mistakes fill their half: a model that errs often
     # costs one chunk, a model that errs rarely the whole pool.
-    chunks, found, drawn = [], [], 0
+    chunks: list[torch.Tensor] = []
+    found: list[torch.Tensor] = []
+    drawn = 0
     while drawn < pool_size and sum(len(f) for f in found) < budget:
         n = min(POOL_CHUNK, pool_size - drawn)
         chunk = torch.as_tensor(task.generate(n, int(rng.integers(2**62)))).long()

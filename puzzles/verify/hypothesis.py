@@ -26,60 +26,34 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from puzzles.verify.hypothesis_sites import (
+    MAX_DIRECTION,
+    RESID_KINDS,
+    HypothesisError,
+    Site,
+    format_positions,
+    parse_positions,
+    parse_site,
+)
+
+__all__ = [
+    "MAX_ATTENTION_CLAIMS",
+    "MAX_VARIABLES",
+    "RESID_KINDS",
+    "AttentionClaim",
+    "Hypothesis",
+    "HypothesisError",
+    "Site",
+    "Variable",
+    "find_declaration",
+    "parse_hypothesis",
+    "parse_positions",
+    "parse_site",
+]
+
 MAX_VARIABLES = 16
 MAX_ATTENTION_CLAIMS = 16
-MAX_DIRECTION = 512
-RESID_KINDS = ("resid_pre", "resid_mid", "resid_post")
-
-_COMPONENT = re.compile(r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP))$")
-_RESID = re.compile(r"^(?P<kind>resid_pre|resid_mid|resid_post)\s*\.?\s*L(?P<layer>\d+)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
-
-
-class HypothesisError(ValueError):
-    """The HYPOTHESIS declaration is malformed; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Site:
-    """One place in the model: a head's ``hook_z``, an MLP's output or the residual stream."""
-
-    kind: str  # "head", "mlp", "resid_pre", "resid_mid", "resid_post"
-    layer: int
-    head: int | None
-    positions: tuple[int, ...]
-    direction: tuple[float, ...] | None = None
-
-    @property
-    def stage(self) -> int:
-        """Index of the residual-stream state this site's patch first changes (2*layer + sublayer)."""
-        return {
-            "resid_pre": 2 * self.layer,
-            "head": 2 * self.layer,
-            "resid_mid": 2 * self.layer + 1,
-            "mlp": 2 * self.layer + 1,
-            "resid_post": 2 * self.layer + 2,
-        }[self.kind]
-
-    @property
-    def hook_name(self) -> str:
-        """The TransformerLens hook holding this site's activation."""
-        if self.kind == "head":
-            return f"blocks.{self.layer}.attn.hook_z"
-        if self.kind == "mlp":
-            return f"blocks.{self.layer}.hook_mlp_out"
-        return f"blocks.{self.layer}.hook_{self.kind}"
-
-    @property
-    def name(self) -> str:
-        pos = _format_positions(self.positions)
-        if self.kind == "head":
-            base = f"L{self.layer}H{self.head}"
-        elif self.kind == "mlp":
-            base = f"L{self.layer}MLP"
-        else:
-            base = f"{self.kind} L{self.layer} "
-        return f"{base}@{pos}" + (" (direction)" if self.direction else "")
 
 
 @dataclass(frozen=True)
@@ -121,115 +95,6 @@ class Hypothesis:
         }
 
 
-def _format_positions(positions: tuple[int, ...]) -> str:
-    runs: list[str] = []
-    start = prev = None
-    for p in positions:
-        if start is None:
-            start = prev = p
-        elif p == prev + 1:
-            prev = p
-        else:
-            runs.append(str(start) if start == prev else f"{start}..{prev}")
-            start = prev = p
-    if start is not None:
-        runs.append(str(start) if start == prev else f"{start}..{prev}")
-    return ",".join(runs)
-
-
-def parse_positions(text: str, *, seq_len: int, where: str) -> tuple[int, ...]:
-    """``"11..20"``, ``"END"``, ``"0,3,-1"``, ``"*"`` (every position) -> sorted positions."""
-    named = {"START": 0, "FIRST": 0, "END": seq_len - 1, "LAST": seq_len - 1}
-    text = str(text).strip().upper()
-    if text in ("", "*", "ALL"):
-        return tuple(range(seq_len))
-    out: set[int] = set()
-
-    def one(item: str) -> int:
-        item = item.strip()
-        if item in named:
-            return named[item]
-        try:
-            value = int(item)
-        except ValueError:
-            raise HypothesisError(
-                f"{where}: {item!r} is not a position (use numbers, a..b, START or END)"
-            ) from None
-        if not -seq_len <= value < seq_len:
-            raise HypothesisError(f"{where}: position {value} is outside 0..{seq_len - 1}")
-        return value % seq_len
-
-    for item in text.split(","):
-        if ".." in item:
-            lo, hi = (one(part) for part in item.split("..", 1))
-            if hi < lo:
-                raise HypothesisError(f"{where}: the range {item.strip()} is empty")
-            out.update(range(lo, hi + 1))
-        else:
-            out.add(one(item))
-    return tuple(sorted(out))
-
-
-def parse_site(
-    text: str,
-    *,
-    n_layers: int,
-    n_heads: int,
-    attn_only: bool,
-    seq_len: int,
-    d_model: int,
-    d_head: int,
-    direction: Any = None,
-) -> Site:
-    """One site string, checked against the model's shape."""
-    if not isinstance(text, str) or len(text) > 80:
-        raise HypothesisError(f"a site must be a short string like 'L0H1@END', not {text!r}")
-    where = f"site {text!r}"
-    name, _, positions = text.partition("@")
-    name = name.strip()
-    comp = _COMPONENT.match(name.upper().replace(" ", ""))
-    resid = _RESID.match(name.strip())
-    if comp:
-        layer = int(comp["layer"])
-        head = None if comp["mlp"] else int(comp["head"])
-        kind = "mlp" if head is None else "head"
-        if kind == "mlp" and attn_only:
-            raise HypothesisError(f"{where}: this model is attention-only and has no MLPs")
-        if head is not None and head >= n_heads:
-            raise HypothesisError(f"{where}: each layer has heads 0..{n_heads - 1}")
-    elif resid:
-        kind, layer, head = resid["kind"], int(resid["layer"]), None
-        if kind == "resid_mid" and attn_only:
-            kind = "resid_post"  # no MLP: the stream after attention is the layer's output
-    else:
-        raise HypothesisError(
-            f"{where} is not a site; use a component at positions ('L0H1@END', 'L1MLP@3..5') "
-            "or the residual stream ('resid_post L0 @ 11..20')"
-        )
-    if layer >= n_layers:
-        raise HypothesisError(f"{where}: the model has layers 0..{n_layers - 1}")
-    vector = None
-    if direction is not None:
-        if not isinstance(direction, list | tuple) or not all(
-            isinstance(x, int | float) and not isinstance(x, bool) for x in direction
-        ):
-            raise HypothesisError(f"{where}: direction must be a list of numbers")
-        width = d_head if kind == "head" else d_model
-        if len(direction) != width:
-            raise HypothesisError(f"{where}: direction needs {width} numbers, got {len(direction)}")
-        norm = sum(float(x) ** 2 for x in direction) ** 0.5
-        if not norm > 0 or norm != norm:
-            raise HypothesisError(f"{where}: direction must be a non-zero vector")
-        vector = tuple(float(x) / norm for x in direction)
-    return Site(
-        kind=kind,
-        layer=layer,
-        head=head,
-        positions=parse_positions(positions, seq_len=seq_len, where=where),
-        direction=vector,
-    )
-
-
 def _eval_key(expr: str, p: int, where: str) -> int:
     """A key-position formula in ``p`` (``"21-p"``, ``"p-1"``, ``"0"``): + - * // % on ints only."""
     try:
@@ -268,13 +133,16 @@ def _eval_key(expr: str, p: int, where: str) -> int:
 def find_declaration(source: str) -> Any:
     """The literal value of the module-level ``HYPOTHESIS = {...}``, or None when there is none."""
     tree = ast.parse(source)
-    node = None
+    node: ast.expr | None = None
     for stmt in tree.body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else []
-        if isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets = [stmt.target]
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id == "HYPOTHESIS" for t in targets):
-            node = stmt.value  # the last assignment wins, as it would when run
+            node = value  # the last assignment wins, as it would when run
     if node is None:
         return None
     try:
@@ -313,6 +181,21 @@ def parse_hypothesis(
         d_model=d_model,
         d_head=d_head,
     )
+    raw_vars = _variable_specs(declaration)
+    specs = {name: _parse_variable(name, spec, shape) for name, spec in raw_vars.items()}
+    answer_inputs, answer_function = _parse_answer(declaration.get("answer"), specs)
+    for owner, inputs in [(v.name, v.inputs) for v in specs.values()] + [("answer", answer_inputs)]:
+        for item in inputs:
+            if item != "tokens" and item not in specs:
+                raise HypothesisError(f"{owner} reads {item!r}, which is not a declared variable")
+    _refuse_trivial_sites(specs, n_layers=n_layers, seq_len=seq_len)
+    ordered = _topological(specs)
+    claims = _attention(declaration.get("attention", []), **shape)
+    return Hypothesis(ordered, answer_inputs, answer_function, claims)
+
+
+def _variable_specs(declaration: Any) -> dict[Any, Any]:
+    """The declaration's top level checked; its ``variables`` dict."""
     if not isinstance(declaration, dict):
         raise HypothesisError("HYPOTHESIS must be a dict with 'variables' and 'answer'")
     unknown = set(declaration) - {"variables", "answer", "attention"}
@@ -325,36 +208,45 @@ def parse_hypothesis(
         raise HypothesisError("HYPOTHESIS['variables'] must be a non-empty dict: name -> spec")
     if len(raw_vars) > MAX_VARIABLES:
         raise HypothesisError(f"at most {MAX_VARIABLES} variables are allowed")
-    specs: dict[str, Variable] = {}
-    for name, spec in raw_vars.items():
-        where = f"variable {name!r}"
-        if not isinstance(name, str) or not _NAME.match(name) or name in ("tokens", "answer"):
-            raise HypothesisError(f"{where}: use a Python identifier (not 'tokens' or 'answer')")
-        if not isinstance(spec, dict):
-            raise HypothesisError(f"{where}: the spec must be a dict with 'from' and 'site'")
-        extra = set(spec) - {"from", "site", "direction", "function", "means"}
-        if extra:
-            raise HypothesisError(f"{where}: unknown keys {', '.join(sorted(map(str, extra)))}")
-        inputs = _strings(spec.get("from", ["tokens"]), f"{where}: 'from'")
-        if not inputs:
-            raise HypothesisError(f"{where}: 'from' is empty; a variable reads tokens or variables")
-        if "site" not in spec:
-            raise HypothesisError(f"{where}: 'site' is missing: where in the model is it computed?")
-        site_texts = _strings(spec["site"], f"{where}: 'site'")
-        if not site_texts or len(site_texts) > 16:
-            raise HypothesisError(f"{where}: give 1 to 16 sites")
-        direction = spec.get("direction")
-        if direction is not None and len(site_texts) != 1:
-            raise HypothesisError(f"{where}: a direction applies to exactly one site")
-        if direction is not None and len(direction) > MAX_DIRECTION:
-            raise HypothesisError(f"{where}: a direction has at most {MAX_DIRECTION} numbers")
-        sites = tuple(parse_site(t, direction=direction, **shape) for t in site_texts)
-        function = spec.get("function", name)
-        if not isinstance(function, str) or not _NAME.match(function):
-            raise HypothesisError(f"{where}: 'function' must name a function of your file")
-        means = spec.get("means", "")
-        specs[name] = Variable(name, inputs, sites, function, str(means)[:200])
-    raw_answer = declaration.get("answer")
+    return raw_vars
+
+
+def _parse_variable(name: Any, spec: Any, shape: dict[str, Any]) -> Variable:
+    where = f"variable {name!r}"
+    if not isinstance(name, str) or not _NAME.match(name) or name in ("tokens", "answer"):
+        raise HypothesisError(f"{where}: use a Python identifier (not 'tokens' or 'answer')")
+    if not isinstance(spec, dict):
+        raise HypothesisError(f"{where}: the spec must be a dict with 'from' and 'site'")
+    extra = set(spec) - {"from", "site", "direction", "function", "means"}
+    if extra:
+        raise HypothesisError(f"{where}: unknown keys {', '.join(sorted(map(str, extra)))}")
+    inputs = _strings(spec.get("from", ["tokens"]), f"{where}: 'from'")
+    if not inputs:
+        raise HypothesisError(f"{where}: 'from' is empty; a variable reads tokens or variables")
+    sites = _variable_sites(spec, where, shape)
+    function = spec.get("function", name)
+    if not isinstance(function, str) or not _NAME.match(function):
+        raise HypothesisError(f"{where}: 'function' must name a function of your file")
+    means = spec.get("means", "")
+    return Variable(name, inputs, sites, function, str(means)[:200])
+
+
+def _variable_sites(spec: dict[Any, Any], where: str, shape: dict[str, Any]) -> tuple[Site, ...]:
+    if "site" not in spec:
+        raise HypothesisError(f"{where}: 'site' is missing: where in the model is it computed?")
+    site_texts = _strings(spec["site"], f"{where}: 'site'")
+    if not site_texts or len(site_texts) > 16:
+        raise HypothesisError(f"{where}: give 1 to 16 sites")
+    direction = spec.get("direction")
+    if direction is not None and len(site_texts) != 1:
+        raise HypothesisError(f"{where}: a direction applies to exactly one site")
+    if direction is not None and len(direction) > MAX_DIRECTION:
+        raise HypothesisError(f"{where}: a direction has at most {MAX_DIRECTION} numbers")
+    return tuple(parse_site(t, direction=direction, **shape) for t in site_texts)
+
+
+def _parse_answer(raw_answer: Any, specs: dict[str, Variable]) -> tuple[tuple[str, ...], str]:
+    """The answer's inputs and function name."""
     if isinstance(raw_answer, list | tuple | str):
         raw_answer = {"from": raw_answer}
     if not isinstance(raw_answer, dict):
@@ -365,14 +257,7 @@ def parse_hypothesis(
     answer_function = raw_answer.get("function", "answer")
     if not isinstance(answer_function, str) or not _NAME.match(answer_function):
         raise HypothesisError("answer: 'function' must name a function of your file")
-    for owner, inputs in [(v.name, v.inputs) for v in specs.values()] + [("answer", answer_inputs)]:
-        for item in inputs:
-            if item != "tokens" and item not in specs:
-                raise HypothesisError(f"{owner} reads {item!r}, which is not a declared variable")
-    _refuse_trivial_sites(specs, n_layers=n_layers, seq_len=seq_len)
-    ordered = _topological(specs)
-    claims = _attention(declaration.get("attention", []), **shape)
-    return Hypothesis(ordered, answer_inputs, answer_function, claims)
+    return answer_inputs, answer_function
 
 
 def _refuse_trivial_sites(specs: dict[str, Variable], *, n_layers: int, seq_len: int) -> None:
@@ -457,6 +342,6 @@ def _attention(raw: Any, **shape: Any) -> list[AttentionClaim]:
                     f"0..{p} (attention is causal)"
                 )
             keys.append(key)
-        text = f"{site.name.split('@')[0]} at p in {_format_positions(site.positions)} attends to {claim['key']}"
+        text = f"{site.name.split('@')[0]} at p in {format_positions(site.positions)} attends to {claim['key']}"
         claims.append(AttentionClaim(site.head or 0, site.layer, site.positions, tuple(keys), text))
     return claims

@@ -200,75 +200,79 @@ def build_plot(verdict: Verdict) -> Any:
     fig.suptitle(
         f"{verdict.puzzle or 'submission'}: {verdict_word}", fontsize=10, fontweight="bold"
     )
-
     if rows:
-        ax = next(ax_iter)
-        labels = [r[0] for r in rows]
-        values = [r[1] for r in rows]
-        ys = list(range(len(rows)))[::-1]
-        colors = [
-            NEUTRAL_COLOR if r[3] is None else PASS_COLOR if r[3] else FAIL_COLOR for r in rows
-        ]
-        ax.barh(ys, values, color=colors, height=0.6)
-        for y, (_, value, threshold, _) in zip(ys, rows, strict=True):
-            _value_label(ax, max(value, 0.0), y, f"{value:.2f}", horizontal=True)
-            if threshold is not None:
-                ax.plot([threshold, threshold], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
-        ax.set_yticks(ys, labels, fontsize=8)
-        ax.set_xlim(min(0.0, *values), max(1.15, max(values) + 0.15))
-        ax.set_xlabel("score (black tick: pass mark)", fontsize=8)
-        ax.set_title("checks", fontsize=9, loc="left")
-        ax.tick_params(axis="x", labelsize=7)
-
+        _plot_checks(next(ax_iter), rows)
     if per_pos:
-        ax = next(ax_iter)
-        names = [n.removeprefix("pos ") for n in per_pos]
-        values = [0.0 if v is None else float(v) for v in per_pos.values()]
-        threshold = replication.threshold if replication else None
-        colors = [
-            NEUTRAL_COLOR if threshold is None or v >= threshold else FAIL_COLOR for v in values
-        ]
-        ax.bar(range(len(names)), values, color=colors)
-        step = max(1, len(names) // 8)  # a few tick labels: legible, and text layout is slow
-        ticks = list(range(0, len(names), step))
-        ax.set_xticks(ticks, [names[i] for i in ticks], fontsize=7)
-        ax.set_ylim(0, 1.1)
-        if threshold is not None:
-            ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
-        if len(names) <= 8:
-            for x, v in enumerate(values):
-                _value_label(ax, x, v, f"{100 * v:.0f}%", horizontal=False)
-        if not any(values):  # no bars at all: say so rather than show an empty axis
-            ax.text(
-                0.5,
-                0.5,
-                "0% at every position",
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                fontsize=9,
-                color=FAIL_COLOR,
-            )
-        ax.set_title("replication per answer position", fontsize=9, loc="left")
-        ax.set_xlabel("answer position", fontsize=8)
-        ax.set_ylabel("agreement", fontsize=8)
-        ax.tick_params(axis="y", labelsize=7)
-
+        _plot_positions(next(ax_iter), per_pos, replication.threshold if replication else None)
     if necessity:
-        ax = next(ax_iter)
-        names = list(necessity)
-        values = [0.0 if v is None else float(v) for v in necessity.values()]
         cut = circuit.details.get("necessity_threshold", 0.02) if circuit else 0.02
-        ys = list(range(len(names)))[::-1]
-        colors = [PASS_COLOR if v > cut else FAIL_COLOR for v in values]
-        ax.barh(ys, values, color=colors, height=0.6)
-        for y, v in zip(ys, values, strict=True):
-            _value_label(ax, max(v, 0.0), y, f"{v:.2f}", horizontal=True)
-        ax.set_yticks(ys, [_short(n) for n in names], fontsize=8)
-        ax.axvline(0, color="black", linewidth=0.5)
-        ax.axvline(cut, color="black", linestyle="--", linewidth=1)
-        ax.set_xlim(min(0.0, *values) - 0.05, max(1.0, max(values) + 0.2))
-        ax.set_title("circuit: necessity per component", fontsize=9, loc="left")
-        ax.set_xlabel("faithfulness lost without it (dashed: needed)", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
+        _plot_necessity(next(ax_iter), necessity, cut)
     return fig
+
+
+def _plot_checks(ax: Any, rows: list[tuple[str, float, float | None, bool | None]]) -> None:
+    """Every check's score against its pass mark, pass/fail coloured."""
+    labels = [r[0] for r in rows]
+    values = [r[1] for r in rows]
+    ys = list(range(len(rows)))[::-1]
+    colors = [NEUTRAL_COLOR if r[3] is None else PASS_COLOR if r[3] else FAIL_COLOR for r in rows]
+    ax.barh(ys, values, color=colors, height=0.6)
+    for y, (_, value, threshold, _) in zip(ys, rows, strict=True):
+        _value_label(ax, max(value, 0.0), y, f"{value:.2f}", horizontal=True)
+        if threshold is not None:
+            ax.plot([threshold, threshold], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
+    ax.set_yticks(ys, labels, fontsize=8)
+    ax.set_xlim(min(0.0, *values), max(1.15, max(values) + 0.15))
+    ax.set_xlabel("score (black tick: pass mark)", fontsize=8)
+    ax.set_title("checks", fontsize=9, loc="left")
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _plot_positions(ax: Any, per_pos: dict[str, Any], threshold: float | None) -> None:
+    """Replication's agreement at each answer position."""
+    names = [n.removeprefix("pos ") for n in per_pos]
+    values = [0.0 if v is None else float(v) for v in per_pos.values()]
+    colors = [NEUTRAL_COLOR if threshold is None or v >= threshold else FAIL_COLOR for v in values]
+    ax.bar(range(len(names)), values, color=colors)
+    step = max(1, len(names) // 8)  # a few tick labels: legible, and text layout is slow
+    ticks = list(range(0, len(names), step))
+    ax.set_xticks(ticks, [names[i] for i in ticks], fontsize=7)
+    ax.set_ylim(0, 1.1)
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1)
+    if len(names) <= 8:
+        for x, v in enumerate(values):
+            _value_label(ax, x, v, f"{100 * v:.0f}%", horizontal=False)
+    if not any(values):  # no bars at all: say so rather than show an empty axis
+        ax.text(
+            0.5,
+            0.5,
+            "0% at every position",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color=FAIL_COLOR,
+        )
+    ax.set_title("replication per answer position", fontsize=9, loc="left")
+    ax.set_xlabel("answer position", fontsize=8)
+    ax.set_ylabel("agreement", fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+
+
+def _plot_necessity(ax: Any, necessity: dict[str, Any], cut: float) -> None:
+    """The ablation effect of each circuit component, against the necessity threshold."""
+    names = list(necessity)
+    values = [0.0 if v is None else float(v) for v in necessity.values()]
+    ys = list(range(len(names)))[::-1]
+    colors = [PASS_COLOR if v > cut else FAIL_COLOR for v in values]
+    ax.barh(ys, values, color=colors, height=0.6)
+    for y, v in zip(ys, values, strict=True):
+        _value_label(ax, max(v, 0.0), y, f"{v:.2f}", horizontal=True)
+    ax.set_yticks(ys, [_short(n) for n in names], fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.5)
+    ax.axvline(cut, color="black", linestyle="--", linewidth=1)
+    ax.set_xlim(min(0.0, *values) - 0.05, max(1.0, max(values) + 0.2))
+    ax.set_title("circuit: necessity per component", fontsize=9, loc="left")
+    ax.set_xlabel("faithfulness lost without it (dashed: needed)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)

@@ -69,6 +69,30 @@ def notebook_to_source(text: str) -> str:
     """The code cells of a notebook, in order, as one script."""
     import nbformat
 
+    _check_notebook_json(text)
+    try:
+        notebook = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # nbformat raises several unrelated types for bad documents
+        raise SubmissionError(
+            f"The notebook could not be read by nbformat: {exc}".strip()
+        ) from None
+    chunks = []
+    for index, cell in enumerate(notebook.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        if not isinstance(source, str):
+            raise SubmissionError(f"Notebook cell {index + 1} has malformed source.")
+        chunks.append(f"# --- cell {index + 1} ---\n{_strip_ipython(source)}\n")
+    if not chunks:
+        raise SubmissionError("The notebook has no code cells.")
+    return "\n".join(chunks)
+
+
+def _check_notebook_json(text: str) -> None:
+    """Refuse what is not a notebook's JSON before nbformat reads it (depth, size, cells)."""
     depth = json_depth(text)
     if depth > MAX_NOTEBOOK_DEPTH:
         raise SubmissionError(
@@ -89,25 +113,6 @@ def notebook_to_source(text: str) -> str:
         raise SubmissionError(
             f"The notebook's cells must be a list of at most {MAX_NOTEBOOK_CELLS} cells."
         )
-    try:
-        notebook = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for bad documents
-        raise SubmissionError(
-            f"The notebook could not be read by nbformat: {exc}".strip()
-        ) from None
-    chunks = []
-    for index, cell in enumerate(notebook.cells):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
-        if not isinstance(source, str):
-            raise SubmissionError(f"Notebook cell {index + 1} has malformed source.")
-        chunks.append(f"# --- cell {index + 1} ---\n{_strip_ipython(source)}\n")
-    if not chunks:
-        raise SubmissionError("The notebook has no code cells.")
-    return "\n".join(chunks)
 
 
 def _top_level_names(tree: ast.Module) -> set[str]:

@@ -32,7 +32,7 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     return False
 
 
-def _sqlite_migration_connection(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_migration_connection(dbapi_connection: Any, _record: object) -> None:
     dbapi_connection.isolation_level = None  # we say BEGIN ourselves
     dbapi_connection.execute("PRAGMA foreign_keys=OFF")
     # Batch ALTERs rebuild a table by copy, drop and rename; a trigger whose body names the
