@@ -4,14 +4,16 @@ Over reproducible calibration seeds, the puzzle's reference hypothesis (``hypoth
 its known wrong variants (:data:`WRONG`: a variable at the wrong site, two roles swapped, a
 variable the model does not compute, a false attention claim) are checked in-process. Per kind of
 claim (variable IIA, scrubbing recovered, attention top-key share) the reference's lower bound
-and the wrong claims' upper bound (per-seed mean -/+ z sd, never inside the worst seed; as the
-replication thresholds) give the thresholds: ``holds`` is their midpoint, ``partly`` the wrong
-claims' upper bound (a claim above every wrong one measured is at least partly right). Claims
-right in part (:data:`PARTIAL`: a variable's site missing part of where the model holds it) raise
-the bar: where they sit between the two, ``holds`` is the midpoint of the reference's lower bound
-and theirs. Where the reference and the wrong claims do not separate the section says so and
-keeps the defaults; scrubbing keeps its default when no wrong claim has scrubbing figures. Written as the ``causal`` section
-of calibration.json and ``causal_*`` keys of puzzle.toml ``[verify]``.
+and the wrong claims' upper bound (per-seed mean -/+ z sd, never inside the worst seed, as the
+replication thresholds; for the wrong claims the highest of each kind's own bound) give the
+thresholds: ``holds`` is their midpoint, ``partly`` the wrong claims' upper bound (a claim above
+every wrong one measured is at least partly right). Claims right in part (:data:`PARTIAL`: a
+variable's site missing part of where the model holds it) raise the bar: where they sit between
+the two, ``holds`` is the midpoint of the reference's lower bound and theirs. Where the reference
+and the wrong claims do not separate the section says so and keeps the defaults; scrubbing keeps
+its default when no wrong claim has scrubbing figures, attention when the reference claims none.
+Written as the ``causal`` section of calibration.json and ``causal_*`` keys of puzzle.toml
+``[verify]``.
 """
 
 from __future__ import annotations
@@ -295,10 +297,22 @@ def _reference_passes(figures: dict[str, list[float]], t: dict[str, float]) -> b
     )
 
 
-def _pair(ref: list[float], bad: list[float], default_holds: float, default_partly: float):
+def _pair(
+    ref: list[float],
+    bad: list[float],
+    default_holds: float,
+    default_partly: float,
+    *,
+    kinds: list[list[float]] | None = None,
+):
+    """Thresholds between the reference's lower bound and the wrong claims' upper bound. With
+    ``kinds`` (the wrong values per kind of wrong hypothesis) the upper bound is the highest of the
+    kinds' own: each kind is its own distribution, and pooled, a near miss and a far one made a
+    spread whose bound passed 1 (caesar_easy: kinds at 0.50-0.75 and 0.04-0.08, pooled bound 1.34)."""
     if not ref or not bad:
         return {"separates": False, "holds": default_holds, "partly": default_partly}
-    lo, hi = lower_bound(ref), upper_bound(bad)
+    lo = lower_bound(ref)
+    hi = max(upper_bound(k) for k in kinds if k) if kinds else upper_bound(bad)
     out = {"reference_lower_bound": lo, "wrong_upper_bound": hi, "separates": lo > hi}
     if lo > hi:
         out.update(holds=floor_to((lo + hi) / 2), partly=floor_to(hi))
@@ -313,8 +327,16 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
     seeds = calibration_seeds(n_seeds)
     m = measure(puzzle, seeds, pool=pool)
     ref, bad = m["reference"], m["wrong"]
+    wrong = WRONG.get(puzzle.slug, [])
+    by_kind = m["wrong_by_kind"]
+    iia_kinds = [by_kind[kind] for kind, claim, _ in wrong if claim != "attention"]
+    attention_kinds = [by_kind[kind] for kind, claim, _ in wrong if claim == "attention"]
     iia = _pair(
-        ref["iia"] + ref["iia_all"], bad["iia"], DEFAULTS["causal_holds"], DEFAULTS["causal_partly"]
+        ref["iia"] + ref["iia_all"],
+        bad["iia"],
+        DEFAULTS["causal_holds"],
+        DEFAULTS["causal_partly"],
+        kinds=iia_kinds,
     )
     part = m["partial"]
     if part and iia["separates"]:  # "holds" must also need more than a claim right in part
@@ -330,6 +352,7 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
         bad["attention"],
         DEFAULTS["attention_holds"],
         DEFAULTS["attention_partly"],
+        kinds=attention_kinds,
     )
     if not ref["attention"]:  # nothing to calibrate: false claims meet the default bar
         att["note"] = "the reference makes no attention claim: the default bars are kept"

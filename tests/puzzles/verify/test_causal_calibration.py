@@ -11,6 +11,7 @@ from hypothesis_support import bench
 
 from puzzles.catalog import get_puzzle, load_puzzle_dir
 from puzzles.verify.calibration import write_calibration
+from puzzles.verify.calibration_stats import upper_bound
 from puzzles.verify.causal_calibration import PARTIAL, WRONG, _pair, mutate, toml_values
 from puzzles.verify.causal_check import HOLDS
 
@@ -31,6 +32,16 @@ def test_holds_is_the_midpoint_of_the_bounds_and_partly_the_wrong_claims_bound()
     # Overlapping distributions do not separate: the defaults stay.
     out = _pair([0.6, 0.9], [0.7, 0.2], 0.85, 0.6)
     assert not out["separates"] and (out["holds"], out["partly"]) == (0.85, 0.6)
+
+
+def test_the_wrong_claims_bound_is_the_highest_of_each_kinds_own() -> None:
+    """Pooled, a near-miss kind and a far one spread so wide that the bound passes 1 (caesar_easy
+    measured 1.34); each kind is its own distribution."""
+    ref, near, far = [0.95, 0.96, 0.97, 0.95], [0.7, 0.72, 0.74, 0.75], [0.04, 0.05, 0.06, 0.08]
+    assert not _pair(ref, near + far, 0.85, 0.6)["separates"]
+    out = _pair(ref, near + far, 0.85, 0.6, kinds=[near, far])
+    assert out["separates"] and out["wrong_upper_bound"] == upper_bound(near)
+    assert out["partly"] < out["holds"] < min(ref)
 
 
 def _section(passes=(5, 5), separates=True, wrong_holding=0):
