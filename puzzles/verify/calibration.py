@@ -18,6 +18,8 @@ the mirror image and never below its best seed. Where the two bounds are apart, 
 their midpoint (margin both ways); where they are not, the score cannot separate the reference
 from that baseline and the report says so. The pass rates at the chosen thresholds come with
 one-sided 95% Clopper-Pearson bounds. Everything lands in ``calibration.json`` beside the puzzle.
+The bounds live in ``calibration_stats`` (shared with ``causal_calibration``), the circuit
+baselines in ``circuit_baselines``.
 """
 
 from __future__ import annotations
