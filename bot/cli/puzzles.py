@@ -123,9 +123,10 @@ def _render_calibration(doc: dict) -> None:
     if causal:
         t, ref = causal["thresholds"], causal["reference_passes"]
         wrong = causal["wrong_claims_holding"]
+        default = "" if causal["attention"].get("separates") else " (default, not calibrated)"
         typer.echo(
             f"causal ({causal['n_seeds']} seeds): holds at IIA >= {t['causal_holds']:.3f}, partly "
-            f">= {t['causal_partly']:.3f}; attention {t['attention_holds']:.3f}; scrubbing "
+            f">= {t['causal_partly']:.3f}; attention {t['attention_holds']:.3f}{default}; scrubbing "
             f"{t['causal_scrub_holds']:.3f}; reference holds on {ref['k']}/{ref['n']} seeds, "
             f"{wrong['k']} of {wrong['n']} wrong claims hold"
         )
@@ -149,6 +150,11 @@ def calibrate(
         "--causal-only",
         help="Only the causal thresholds: the reference hypothesis against the wrong ones.",
     ),
+    causal: bool = typer.Option(
+        True,
+        "--causal/--no-causal",
+        help="Also recalibrate the causal thresholds (--no-causal keeps calibration.json's).",
+    ),
 ) -> None:
     """Score the reference and the baselines over many seeds; set thresholds from the bounds."""
     p = _puzzle(slug)
@@ -168,7 +174,10 @@ def calibrate(
 
     def log(done: int, total: int) -> None:  # not a terminal (a log file): one line per seed
         elapsed = time.perf_counter() - started
-        typer.echo(f"{slug}: seed {done}/{total} after {elapsed:.0f}s", err=True)
+        typer.echo(
+            f"{slug}: seed {done}/{total} after {elapsed:.0f}s ({elapsed / done:.1f}s/seed)",
+            err=True,
+        )
 
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         job = bar.add_task(f"calibrating {slug}", total=seeds)
@@ -178,6 +187,7 @@ def calibrate(
             circuit_seeds=circuit_seeds,
             random_circuits=random_circuits,
             device=device,
+            causal=causal,
             progress=(lambda done, total: bar.update(job, completed=done))
             if sys.stderr.isatty()
             else log,

@@ -18,6 +18,8 @@ the mirror image and never below its best seed. Where the two bounds are apart, 
 their midpoint (margin both ways); where they are not, the score cannot separate the reference
 from that baseline and the report says so. The pass rates at the chosen thresholds come with
 one-sided 95% Clopper-Pearson bounds. Everything lands in ``calibration.json`` beside the puzzle.
+The bounds live in ``calibration_stats`` (shared with ``causal_calibration``), the circuit
+baselines in ``circuit_baselines``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,29 +36,46 @@ import numpy as np
 import torch
 
 from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.checks import circuit_check, metric_per_example, replication_check
-from puzzles.verify.components import Component, all_components, all_units, parse_circuit, units
+from puzzles.verify.calibration_stats import (
+    CALIBRATION_SEED,
+    CONFIDENCE,
+    TARGET_PASS_RATE,
+    calibration_seeds,
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    floor_to,
+    lower_bound,
+    summary,
+    upper_bound,
+)
+from puzzles.verify.causal_calibration import WRONG, calibrate_causal, toml_values
+from puzzles.verify.checks import replication_check
+from puzzles.verify.circuit_baselines import MemoEngine, circuit_report, circuit_scores
+from puzzles.verify.components import Component, parse_circuit
 from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, mine_hard_set
 
 if TYPE_CHECKING:
     from puzzles.catalog import Puzzle
 
-CALIBRATION_SEED = 0xC1B0_2026
+__all__ = [
+    "CALIBRATION_SEED",
+    "calibrate",
+    "calibration_seeds",
+    "clopper_pearson_lower",
+    "clopper_pearson_upper",
+    "load_calibration",
+    "load_reference",
+    "model_answers",
+    "write_calibration",
+]
+
 DEFAULT_SEEDS = 200
-TARGET_PASS_RATE = 0.995
-CONFIDENCE = 0.95
 REPLICATION_SCORES = ("agreement", "agreement_on_mistakes", "agreement_hardset")
 THRESHOLD_KEYS = {
     "agreement": "replication_threshold",
     "agreement_on_mistakes": "mistakes_threshold",
     "agreement_hardset": "hardset_threshold",
 }
-
-
-def calibration_seeds(n: int, master: int = CALIBRATION_SEED) -> list[int]:
-    """``n`` reproducible 63-bit seeds, disjoint in practice from any server secret."""
-    state = np.random.SeedSequence(master).generate_state(n, dtype=np.uint64)
-    return [int(s) >> 1 for s in state]
 
 
 def model_answers(
@@ -82,78 +100,6 @@ def load_reference(puzzle: Puzzle) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _binom_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space (n is a few hundred at most)."""
-    if p <= 0:
-        return 1.0 if k <= 0 else 0.0
-    if p >= 1:
-        return 1.0
-    logs = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-        + i * math.log(p) + (n - i) * math.log1p(-p)
-        for i in range(max(0, k), n + 1)
-    ]  # fmt: skip
-    return float(sum(math.exp(x) for x in logs))
-
-
-def _bisect(f: Callable[[float], bool]) -> float:
-    lo, hi = 0.0, 1.0  # f(lo) false, f(hi) true, monotone
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if f(mid) else (mid, hi)
-    return hi
-
-
-def clopper_pearson_lower(k: int, n: int, confidence: float = CONFIDENCE) -> float:
-    """One-sided lower confidence bound on a success probability after ``k`` of ``n``:
-    the smallest p under which seeing ``k`` or more is not too unlikely."""
-    if k == 0:
-        return 0.0
-    return _bisect(lambda p: _binom_sf(k, n, p) >= 1 - confidence)
-
-
-def clopper_pearson_upper(k: int, n: int, confidence: float = CONFIDENCE) -> float:
-    """One-sided upper confidence bound after ``k`` of ``n`` (mirror of the lower bound)."""
-    return 1.0 - clopper_pearson_lower(n - k, n, confidence)
-
-
-def _z(n: int) -> float:
-    """The 99.5% normal quantile, widened for a deviation estimated from ``n`` values."""
-    z = statistics.NormalDist().inv_cdf(TARGET_PASS_RATE)
-    return z * (1 + 1 / math.sqrt(max(1, 2 * (n - 1))))
-
-
-def lower_bound(values: Sequence[float]) -> float:
-    mean, sd = statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
-    return min(min(values), mean - _z(len(values)) * sd)
-
-
-def upper_bound(values: Sequence[float]) -> float:
-    mean, sd = statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
-    return max(max(values), mean + _z(len(values)) * sd)
-
-
-def _summary(values: Sequence[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0}
-    q = np.quantile(np.asarray(values, dtype=float), [0.0, 0.005, 0.05, 0.5, 0.95, 1.0])
-    return {
-        "n": len(values),
-        "mean": statistics.fmean(values),
-        "sd": statistics.pstdev(values) if len(values) > 1 else 0.0,
-        "min": q[0],
-        "q005": q[1],
-        "q05": q[2],
-        "median": q[3],
-        "q95": q[4],
-        "max": q[5],
-    }
-
-
-def _floor(x: float, digits: int = 3) -> float:
-    return math.floor(x * 10**digits) / 10**digits
 
 
 def _seed_data(puzzle: Puzzle, task: Any, model: Any, seed: int) -> dict[str, Any]:
@@ -197,65 +143,63 @@ def _replication_scores(data: dict[str, Any], predictions: torch.Tensor) -> dict
     return {key: result.details[key] for key in (*REPLICATION_SCORES, "n_model_mistakes")}
 
 
-def _faithfulness(
-    engine: AblationEngine, circuit: Sequence[Component], metric: str, m_full, m_empty
-) -> float | None:
-    targets = engine.clean_logits.argmax(-1)
-    m_c = metric_per_example(engine.logits(engine.mask_for(circuit)), targets, metric)
-    denominator = (m_full.mean() - m_empty.mean()).item()
-    if abs(denominator) < 1e-9:
-        return None
-    return (m_c.mean() - m_empty.mean()).item() / denominator
+def _reference_circuit(puzzle: Puzzle, task: Any, reference: Any) -> list[Component]:
+    return parse_circuit(
+        list(reference.CIRCUIT),
+        n_layers=int(puzzle.model_config["n_layers"]),
+        n_heads=int(puzzle.model_config["n_heads"]),
+        attn_only=bool(puzzle.model_config.get("attn_only", False)),
+        seq_len=int(task.SEQ_LEN),
+    )
 
 
-def _circuit_scores(
+class _Replication:
+    """Per-seed replication scores of the reference, the task rule and the weight copy."""
+
+    def __init__(self) -> None:
+        self.rep: dict[str, dict[str, list[float]]] = {
+            name: {key: [] for key in REPLICATION_SCORES} for name in ("reference", "task_rule")
+        }
+        self.weight_copy: dict[str, list[float]] = {key: [] for key in REPLICATION_SCORES}
+        self.n_mistakes: list[int] = []
+
+    def add(self, data: dict[str, Any], reference: Any) -> None:
+        with torch.no_grad():
+            scored = {
+                "reference": _replication_scores(data, reference.predict(data["tokens"])),
+                "task_rule": _replication_scores(data, data["labels"]),
+            }
+            copy = _replication_scores(data, data["model"])
+        self.n_mistakes.append(int(scored["reference"]["n_model_mistakes"]))
+        for name, scores in scored.items():
+            for key in REPLICATION_SCORES:
+                if scores[key] is not None:
+                    self.rep[name][key].append(float(scores[key]))
+        for key in REPLICATION_SCORES:
+            if copy[key] is not None:
+                self.weight_copy[key].append(float(copy[key]))
+
+
+def _seed_circuits(
     puzzle: Puzzle,
-    engine: AblationEngine,
-    reference: list[Component],
+    task: Any,
+    model: Any,
+    data: dict[str, Any],
+    reference_circuit: list[Component],
     rng: np.random.Generator,
     n_random: int,
 ) -> dict[str, Any]:
-    """Faithfulness of each circuit baseline; the full circuit check (minimality too) where
-    faithfulness alone would pass, since a circuit passes only if both do."""
-    config = puzzle.verify
-    metric = str(config.get("metric", "logit_diff"))
-    f_threshold = float(config.get("faithfulness_threshold", 0.8))
-    targets = engine.clean_logits.argmax(-1)
-    m_full = metric_per_example(engine.clean_logits, targets, metric)
-    m_empty = metric_per_example(engine.logits(engine.mask_for([])), targets, metric)
-    everything = all_components(
-        n_layers=engine.n_layers, n_heads=engine.n_heads, attn_only=engine.attn_only
-    )
-
-    def score(circuit: Sequence[Component]) -> dict[str, Any]:
-        f = _faithfulness(engine, circuit, metric, m_full, m_empty)
-        out: dict[str, Any] = {"faithfulness": f, "passed": False, "minimality": None}
-        if f is not None and f >= f_threshold:
-            check = circuit_check(engine, circuit, config=config)
-            out.update(passed=check.passed, minimality=check.details.get("minimality"))
-        return out
-
-    result: dict[str, Any] = {
-        "reference": score(reference),
-        "every_component": score(everything),
-        "minus": {c.name: score([d for d in reference if d != c]) for c in reference},
-        "random": [],
-    }
-    # Random circuits of the reference's size in *units* (a head or MLP at one position), drawn
-    # from every unit: with whole components, a position-restricted reference's "same size" was
-    # most of the model.
-    seq_len = int(engine.tokens.shape[1])
-    population = all_units(
-        n_layers=engine.n_layers,
-        n_heads=engine.n_heads,
-        attn_only=engine.attn_only,
-        seq_len=seq_len,
-    )
-    size = min(sum(len(units(c, seq_len)) for c in reference), len(population))
-    for _ in range(n_random):
-        pick = rng.choice(len(population), size=size, replace=False)
-        result["random"].append(score([population[i] for i in sorted(pick)]))
-    return result
+    """The circuit baselines on this seed's held-out inputs (the check's ``circuit_size``)."""
+    size = min(data["n_heldout"], int(puzzle.verify.get("circuit_size", 1000)))
+    with torch.no_grad():
+        engine = MemoEngine(
+            model,
+            data["heldout"][:size],
+            answer_positions=list(task.ANSWER_POSITIONS),
+            ablation=str(puzzle.verify.get("ablation", "mean")),
+            seed=int(puzzle.verify.get("ablation_seed", 0)),
+        )
+        return circuit_scores(puzzle, engine, reference_circuit, rng, n_random)
 
 
 def calibrate(
@@ -265,68 +209,42 @@ def calibrate(
     circuit_seeds: int | None = None,
     random_circuits: int = 5,
     device: str = "cpu",
+    causal: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the reference and the baselines over ``n_seeds`` seeds and derive the thresholds.
 
     ``circuit_seeds`` limits the circuit baselines (the costly part) to the first seeds; the
-    replication scores always use every seed. Returns the calibration.json document.
+    replication scores always use every seed. ``causal=False`` leaves out the causal section
+    (``write_calibration`` then keeps the one on file). Returns the calibration.json document.
     """
     from puzzles.models import load_model, load_task
 
     started = time.perf_counter()
+    # One thread: these models are small, and a second thread only spins on a shared box (the
+    # same numbers, measured 5.9x the CPU time and 4.7x the wall time on palindromes).
+    torch.set_num_threads(1)
     task = load_task(puzzle)
     model = load_model(puzzle, device=device)
     reference = load_reference(puzzle)
     n_circuit = n_seeds if circuit_seeds is None else min(n_seeds, circuit_seeds)
-    reference_circuit = parse_circuit(
-        list(reference.CIRCUIT),
-        n_layers=int(puzzle.model_config["n_layers"]),
-        n_heads=int(puzzle.model_config["n_heads"]),
-        attn_only=bool(puzzle.model_config.get("attn_only", False)),
-        seq_len=int(task.SEQ_LEN),
-    )
-    seeds = calibration_seeds(n_seeds)
-    rep: dict[str, dict[str, list[float]]] = {
-        name: {key: [] for key in REPLICATION_SCORES} for name in ("reference", "task_rule")
-    }
-    weight_copy: dict[str, list[float]] = {key: [] for key in REPLICATION_SCORES}
-    n_mistakes: list[int] = []
+    reference_circuit = _reference_circuit(puzzle, task, reference)
+    replication = _Replication()
     circuits: list[dict[str, Any]] = []
     rng = np.random.default_rng(CALIBRATION_SEED)
-    for i, seed in enumerate(seeds):
+    for i, seed in enumerate(calibration_seeds(n_seeds)):
         data = _seed_data(puzzle, task, model, seed)
-        with torch.no_grad():
-            scored = {
-                "reference": _replication_scores(data, reference.predict(data["tokens"])),
-                "task_rule": _replication_scores(data, data["labels"]),
-            }
-            copy = _replication_scores(data, data["model"])
-        n_mistakes.append(int(scored["reference"]["n_model_mistakes"]))
-        for name, scores in scored.items():
-            for key in REPLICATION_SCORES:
-                if scores[key] is not None:
-                    rep[name][key].append(float(scores[key]))
-        for key in REPLICATION_SCORES:
-            if copy[key] is not None:
-                weight_copy[key].append(float(copy[key]))
+        replication.add(data, reference)
         if i < n_circuit:
-            size = min(data["n_heldout"], int(puzzle.verify.get("circuit_size", 1000)))
-            with torch.no_grad():
-                engine = AblationEngine(
-                    model,
-                    data["heldout"][:size],
-                    answer_positions=list(task.ANSWER_POSITIONS),
-                    ablation=str(puzzle.verify.get("ablation", "mean")),
-                    seed=int(puzzle.verify.get("ablation_seed", 0)),
-                )
-                circuits.append(
-                    _circuit_scores(puzzle, engine, reference_circuit, rng, random_circuits)
-                )
+            circuits.append(
+                _seed_circuits(puzzle, task, model, data, reference_circuit, rng, random_circuits)
+            )
         if progress is not None:
             progress(i + 1, n_seeds)
-    doc = _thresholds(puzzle, rep, weight_copy, n_mistakes)
-    doc["circuit"] = _circuit_report(puzzle, circuits, [c.name for c in reference_circuit])
+    doc = _thresholds(replication.rep, replication.weight_copy, replication.n_mistakes)
+    doc["circuit"] = circuit_report(puzzle, circuits, [c.name for c in reference_circuit])
+    if causal and (puzzle.path / "hypothesis.py").is_file() and puzzle.slug in WRONG:
+        doc["causal"] = calibrate_causal(puzzle, n_seeds=n_seeds)
     doc.update(
         slug=puzzle.slug,
         weights_sha256=puzzle.weights_sha256,
@@ -337,15 +255,10 @@ def calibrate(
         target_pass_rate=TARGET_PASS_RATE,
         confidence=CONFIDENCE,
     )
-    from puzzles.verify.causal_calibration import WRONG, calibrate_causal
-
-    if (puzzle.path / "hypothesis.py").is_file() and puzzle.slug in WRONG:
-        doc["causal"] = calibrate_causal(puzzle, n_seeds=n_seeds)
     return doc
 
 
 def _thresholds(
-    puzzle: Puzzle,
     rep: dict[str, dict[str, list[float]]],
     weight_copy: dict[str, list[float]],
     n_mistakes: list[int],
@@ -361,10 +274,10 @@ def _thresholds(
         rule_high = upper_bound(rule) if rule else -math.inf
         separates = ref_low > rule_high
         if separates:
-            value = _floor((ref_low + max(rule_high, 0.0)) / 2)
+            value = floor_to((ref_low + max(rule_high, 0.0)) / 2)
             why = "midpoint between the reference's lower bound and the task rule's upper bound"
         else:
-            value = max(0.0, _floor(ref_low))
+            value = max(0.0, floor_to(ref_low))
             why = "the reference's lower bound (this score does not separate it from the task rule)"
         ref_pass = sum(v >= value for v in ref)
         rule_pass = sum(v >= value for v in rule)
@@ -391,11 +304,11 @@ def _thresholds(
     return {
         "thresholds": thresholds,
         "scores": {
-            "reference": {k: _summary(v) for k, v in rep["reference"].items()},
-            "task_rule": {k: _summary(v) for k, v in rep["task_rule"].items()},
-            "weight_copy": {k: _summary(v) for k, v in weight_copy.items()},
+            "reference": {k: summary(v) for k, v in rep["reference"].items()},
+            "task_rule": {k: summary(v) for k, v in rep["task_rule"].items()},
+            "weight_copy": {k: summary(v) for k, v in weight_copy.items()},
         },
-        "model_mistakes_per_seed": _summary([float(n) for n in n_mistakes]),
+        "model_mistakes_per_seed": summary([float(n) for n in n_mistakes]),
         "replication": {
             "reference_pass_rate": sum(ref_ok) / len(ref_ok),
             "reference_pass_rate_lower95": clopper_pearson_lower(sum(ref_ok), len(ref_ok)),
@@ -427,45 +340,11 @@ def _pass_vector(scores: dict[str, list[float]], values: dict[str, float]) -> li
     return out
 
 
-def _circuit_report(
-    puzzle: Puzzle, circuits: list[dict[str, Any]], reference_names: list[str]
-) -> dict[str, Any]:
-    """Per circuit baseline: the faithfulness distribution and how often it passes the current
-    circuit thresholds (those are set by the circuit checks' own keys in puzzle.toml)."""
-    if not circuits:
-        return {"n_seeds": 0}
-
-    def block(items: list[dict[str, Any]]) -> dict[str, Any]:
-        f = [x["faithfulness"] for x in items if x["faithfulness"] is not None]
-        k = sum(x["passed"] for x in items)
-        return {
-            "faithfulness": _summary(f),
-            "pass_rate": k / len(items),
-            "pass_rate_upper95": clopper_pearson_upper(k, len(items)),
-            "pass_rate_lower95": clopper_pearson_lower(k, len(items)),
-            "n": len(items),
-        }
-
-    return {
-        "n_seeds": len(circuits),
-        "reference_circuit": reference_names,
-        "faithfulness_threshold": float(puzzle.verify.get("faithfulness_threshold", 0.8)),
-        "minimality_threshold": float(puzzle.verify.get("minimality_threshold", 0.5)),
-        "reference": block([c["reference"] for c in circuits]),
-        "every_component": block([c["every_component"] for c in circuits]),
-        "reference_minus": {
-            name: block([c["minus"][name] for c in circuits]) for name in reference_names
-        },
-        "random_same_size": block([r for c in circuits for r in c["random"]]),
-    }
-
-
 def write_calibration(puzzle: Puzzle, doc: dict[str, Any], *, update_toml: bool = True) -> Path:
     """Write calibration.json beside the puzzle and, by default, the replication thresholds
     into puzzle.toml's ``[verify]`` table; the causal thresholds go there whenever their own
     section separates (``causal_calibration.toml_values``)."""
     from puzzles.training import set_toml_values
-    from puzzles.verify.causal_calibration import toml_values
 
     path = puzzle.path / "calibration.json"
     old = load_calibration(puzzle) or {}

@@ -4,28 +4,31 @@ Over reproducible calibration seeds, the puzzle's reference hypothesis (``hypoth
 its known wrong variants (:data:`WRONG`: a variable at the wrong site, two roles swapped, a
 variable the model does not compute, a false attention claim) are checked in-process. Per kind of
 claim (variable IIA, scrubbing recovered, attention top-key share) the reference's lower bound
-and the wrong claims' upper bound (per-seed mean -/+ z sd, never inside the worst seed; as the
-replication thresholds) give the thresholds: ``holds`` is their midpoint, ``partly`` the wrong
-claims' upper bound (a claim above every wrong one measured is at least partly right). Claims
-right in part (:data:`PARTIAL`: a variable's site missing part of where the model holds it) raise
-the bar: where they sit between the two, ``holds`` is the midpoint of the reference's lower bound
-and theirs. Where the reference and the wrong claims do not separate the section says so and
-keeps the defaults; scrubbing keeps its default when no wrong claim has scrubbing figures. Written as the ``causal`` section
-of calibration.json and ``causal_*`` keys of puzzle.toml ``[verify]``.
+and the wrong claims' upper bound (per-seed mean -/+ z sd, never inside the worst seed, as the
+replication thresholds; for the wrong claims the highest of each kind's own bound) give the
+thresholds: ``holds`` is their midpoint, ``partly`` the wrong claims' upper bound (a claim above
+every wrong one measured is at least partly right). Claims right in part (:data:`PARTIAL`: a
+variable's site missing part of where the model holds it) raise the bar: where they sit between
+the two, ``holds`` is the midpoint of the reference's lower bound and theirs. Where the reference
+and the wrong claims do not separate the section says so and keeps the defaults; scrubbing keeps
+its default when no wrong claim has scrubbing figures, attention when the reference claims none.
+Written as the ``causal`` section of calibration.json and ``causal_*`` keys of puzzle.toml
+``[verify]``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
 
 from puzzles.catalog import Puzzle
-from puzzles.verify.calibration import (
-    _floor,
-    _summary,
+from puzzles.verify.calibration_stats import (
     calibration_seeds,
+    floor_to,
     lower_bound,
+    summary,
     upper_bound,
 )
 from puzzles.verify.causal_check import DEFAULTS
@@ -44,6 +47,12 @@ _FDS = {
         3: '"resid_post L0 @ 8", "L0H0@12", "L0H0@13", "L0H2@13"',
     }.items()
 }
+_SL_FIRST = '"site": ["L0H0@10", "L0H1@10"],'
+_SL_SUCC = '"site": ["L0H0@11..19", "L0H1@11..19"],'
+_SL_ANSWER = '    "answer": {"from": ["first", "successors"]},\n'
+_CE_LETTERS = '"site": ["L0H0@0..23", "L0H1@0..23"],'
+_CE_ANSWER = '    "answer": {"from": ["shift"]},\n'
+_CS_ANSWER = '    "answer": {"from": ["running_mean"]},\n'
 WRONG: dict[str, list[tuple[str, str, list[Edit]]]] = {
     "palindromes": [
         ("wrong-site", "mirror", [(_PAL_MIRROR, '"site": "L1H0@11..20",')]),
@@ -81,6 +90,107 @@ WRONG: dict[str, list[tuple[str, str, list[Edit]]]] = {
         ),
         ("false-attention", "attention", [('"key": "p-1"', '"key": "p-5"')]),
     ],
+    "sorted_list": [
+        # the list positions hold the unsorted numbers; their heads carry no answer
+        ("wrong-site", "successors", [(_SL_SUCC, '"site": ["L0H0@1..9", "L0H1@1..9"],')]),
+        (
+            "roles-swapped",
+            "successors",
+            [(_SL_FIRST, "@@X@@"), (_SL_SUCC, _SL_FIRST), ("@@X@@", _SL_SUCC)],
+        ),
+        (
+            "not-computed",  # the heads copy the number itself, not the step up to the next one
+            "successors",
+            [
+                (
+                    "return above.min(-1).values  # [n, 9]",
+                    "return above.min(-1).values - current[..., 0]",
+                ),
+                (
+                    '"answer": {"from": ["first", "successors"]},',
+                    '"answer": {"from": ["first", "successors", "tokens"]},',
+                ),
+                (
+                    "def answer(first: torch.Tensor, successors: torch.Tensor) -> torch.Tensor:\n"
+                    "    return torch.cat([first, successors], -1)",
+                    "def answer(first, successors, tokens):\n"
+                    "    return torch.cat([first, (successors + tokens[:, 11:20]).clamp(0, 49)], -1)",
+                ),
+            ],
+        ),
+        (
+            "false-attention",
+            "attention",
+            [
+                (
+                    _SL_ANSWER,
+                    _SL_ANSWER
+                    + '    "attention": [{"head": "L0H0", "query": "11..19", "key": "p-1"}],\n',
+                )
+            ],
+        ),
+    ],
+    # "Two roles swapped" does not apply: letters -> shift is one chain on the only path from the
+    # letters to the answer, so patching either carries the source's shift (writeup.md).
+    "caesar_easy": [
+        # the heads at half the positions: the other half still reads the base text's letters
+        ("wrong-site", "letters", [(_CE_LETTERS, '"site": ["L0H0@0..11", "L0H1@0..11"],')]),
+        (
+            "not-computed",  # the MLP decrypts each position's letter, not one shift everywhere
+            "shift",
+            [
+                ('"answer": {"from": ["shift"]},', '"answer": {"from": ["shift", "tokens"]},'),
+                (
+                    "    return out\n\n\ndef answer",
+                    "    return (tokens - out) % 26  # the plaintext letter at each position\n\n\n"
+                    "def answer",
+                ),
+                (
+                    "def answer(shift: torch.Tensor) -> torch.Tensor:\n    return shift",
+                    "def answer(shift, tokens):\n    return (tokens - shift) % 26",
+                ),
+            ],
+        ),
+        (
+            "false-attention",
+            "attention",
+            [
+                (
+                    _CE_ANSWER,
+                    _CE_ANSWER
+                    + '    "attention": [{"head": "L0H0", "query": "0..23", "key": "p"}],\n',
+                )
+            ],
+        ),
+    ],
+    # One variable: "two roles swapped" does not apply. The reference makes no attention claim,
+    # so a false one is measured against the default attention bar.
+    "cumsum_sign": [
+        # the head at the first half only: the second half's answers follow the base
+        ("wrong-site", "running_mean", [('"site": "L0H0",', '"site": "L0H0@0..9",')]),
+        (
+            "not-computed",  # "the head carries the current value", not the prefix's mean
+            "running_mean",
+            [
+                (
+                    "    return values.cumsum(-1) / torch.arange(1, tokens.shape[1] + 1, "
+                    "dtype=torch.float64)",
+                    "    return values",
+                ),
+            ],
+        ),
+        (
+            "false-attention",  # the head attends uniformly over the prefix, not to itself
+            "attention",
+            [
+                (
+                    _CS_ANSWER,
+                    _CS_ANSWER
+                    + '    "attention": [{"head": "L0H0", "query": "5..19", "key": "p"}],\n',
+                )
+            ],
+        ),
+    ],
 }
 
 
@@ -102,12 +212,18 @@ PARTIAL: dict[str, list[tuple[str, str, list[Edit]]]] = {
 }
 
 
+def replace_once(source: str, old: str, new: str) -> str:
+    """``source`` with ``old`` replaced by ``new``; ``old`` must occur exactly once, so an edit
+    gone stale with its hypothesis fails loudly instead of testing the reference."""
+    if source.count(old) != 1:
+        raise ValueError(f"edit does not match exactly once: {old!r}")
+    return source.replace(old, new)
+
+
 def mutate(source: str, edits: list[Edit]) -> str:
-    """Apply text edits, each of which must match exactly once (so a stale edit fails loudly)."""
+    """Apply text edits in order, each with :func:`replace_once`."""
     for old, new in edits:
-        if source.count(old) != 1:
-            raise ValueError(f"edit does not match exactly once: {old!r}")
-        source = source.replace(old, new)
+        source = replace_once(source, old, new)
     return source
 
 
@@ -181,13 +297,25 @@ def _reference_passes(figures: dict[str, list[float]], t: dict[str, float]) -> b
     )
 
 
-def _pair(ref: list[float], bad: list[float], default_holds: float, default_partly: float):
+def _pair(
+    ref: list[float],
+    bad: list[float],
+    default_holds: float,
+    default_partly: float,
+    *,
+    kinds: list[list[float]] | None = None,
+):
+    """Thresholds between the reference's lower bound and the wrong claims' upper bound. With
+    ``kinds`` (the wrong values per kind of wrong hypothesis) the upper bound is the highest of the
+    kinds' own: each kind is its own distribution, and pooled, a near miss and a far one made a
+    spread whose bound passed 1 (caesar_easy: kinds at 0.50-0.75 and 0.04-0.08, pooled bound 1.34)."""
     if not ref or not bad:
         return {"separates": False, "holds": default_holds, "partly": default_partly}
-    lo, hi = lower_bound(ref), upper_bound(bad)
+    lo = lower_bound(ref)
+    hi = max(upper_bound(k) for k in kinds if k) if kinds else upper_bound(bad)
     out = {"reference_lower_bound": lo, "wrong_upper_bound": hi, "separates": lo > hi}
     if lo > hi:
-        out.update(holds=_floor((lo + hi) / 2), partly=_floor(hi))
+        out.update(holds=floor_to((lo + hi) / 2), partly=floor_to(hi))
     else:
         out.update(holds=default_holds, partly=default_partly)
     return out
@@ -195,18 +323,27 @@ def _pair(ref: list[float], bad: list[float], default_holds: float, default_part
 
 def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[str, Any]:
     """The ``causal`` section of calibration.json: distributions, thresholds, pass rates."""
+    started = time.perf_counter()
     seeds = calibration_seeds(n_seeds)
     m = measure(puzzle, seeds, pool=pool)
     ref, bad = m["reference"], m["wrong"]
+    wrong = WRONG.get(puzzle.slug, [])
+    by_kind = m["wrong_by_kind"]
+    iia_kinds = [by_kind[kind] for kind, claim, _ in wrong if claim != "attention"]
+    attention_kinds = [by_kind[kind] for kind, claim, _ in wrong if claim == "attention"]
     iia = _pair(
-        ref["iia"] + ref["iia_all"], bad["iia"], DEFAULTS["causal_holds"], DEFAULTS["causal_partly"]
+        ref["iia"] + ref["iia_all"],
+        bad["iia"],
+        DEFAULTS["causal_holds"],
+        DEFAULTS["causal_partly"],
+        kinds=iia_kinds,
     )
     part = m["partial"]
     if part and iia["separates"]:  # "holds" must also need more than a claim right in part
         lo, hi = iia["reference_lower_bound"], upper_bound(part)
         iia["partial_upper_bound"] = hi
         if iia["wrong_upper_bound"] < hi < lo:
-            iia["holds"] = _floor((lo + hi) / 2)
+            iia["holds"] = floor_to((lo + hi) / 2)
             iia["holds_between"] = "the reference and the claims right in part"
         else:
             iia["holds_between"] = "the reference and the wrong claims (partial ones overlap)"
@@ -215,7 +352,10 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
         bad["attention"],
         DEFAULTS["attention_holds"],
         DEFAULTS["attention_partly"],
+        kinds=attention_kinds,
     )
+    if not ref["attention"]:  # nothing to calibrate: false claims meet the default bar
+        att["note"] = "the reference makes no attention claim: the default bars are kept"
     # Scrubbing only demotes "holds" to "partly". Without wrong claims that have scrubbing figures
     # (their values too rare to share) there is nothing to separate from: the default stays.
     scrub = _pair(ref["recovered"], bad["recovered"], DEFAULTS["causal_scrub_holds"], 0.0)
@@ -236,16 +376,17 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
     return {
         "n_seeds": len(seeds),
         "pool": pool,
+        "seconds": round(time.perf_counter() - started, 1),
         "wrong_hypotheses": [kind for kind, _, _ in WRONG.get(puzzle.slug, [])],
-        "reference": {key: _summary(values) for key, values in ref.items()},
-        "wrong": {key: _summary(values) for key, values in bad.items()},
-        "partial": _summary(part),
+        "reference": {key: summary(values) for key, values in ref.items()},
+        "wrong": {key: summary(values) for key, values in bad.items()},
+        "partial": summary(part),
         "partial_claims": [kind for kind, _, _ in PARTIAL.get(puzzle.slug, [])],
         "partial_claims_holding": {
             "k": sum(x >= thresholds["causal_holds"] for x in part),
             "n": len(part),
         },
-        "wrong_by_kind": {key: _summary(values) for key, values in m["wrong_by_kind"].items()},
+        "wrong_by_kind": {key: summary(values) for key, values in m["wrong_by_kind"].items()},
         "iia": iia,
         "attention": att,
         "scrubbing": scrub,
@@ -256,12 +397,21 @@ def calibrate_causal(puzzle: Puzzle, *, n_seeds: int, pool: int = 1000) -> dict[
 
 
 def toml_values(section: dict[str, Any] | None) -> dict[str, float] | None:
-    """The causal thresholds to write into puzzle.toml: only when IIA and attention separate
-    and the reference holds on every calibration seed; else None (the bar stays)."""
+    """The causal thresholds to write into puzzle.toml: only when IIA separates, the reference
+    holds on every calibration seed and no wrong claim holds; else None (the bar stays).
+
+    Attention bars are written only where they were calibrated (the reference's attention claims
+    and the false ones separate). A reference without attention claims keeps the default bars,
+    which every false claim measured must fail (``wrong_claims_holding`` counts them)."""
     if not section:
         return None
     passes = section["reference_passes"]
     ok = section["iia"]["separates"] and passes["k"] == passes["n"]
-    ok = ok and (section["attention"]["separates"] or not section["wrong"]["attention"].get("n"))
     ok = ok and section["wrong_claims_holding"]["k"] == 0
-    return dict(section["thresholds"]) if ok else None
+    values = dict(section["thresholds"])
+    if not section["attention"]["separates"]:
+        reference_claims = section.get("reference", {}).get("attention", {}).get("n")
+        ok = ok and not (reference_claims and section["wrong"]["attention"].get("n"))
+        values.pop("attention_holds", None)
+        values.pop("attention_partly", None)
+    return values if ok else None

@@ -7,10 +7,13 @@ import json
 import shutil
 
 import pytest
+from hypothesis_support import bench
 
 from puzzles.catalog import get_puzzle, load_puzzle_dir
 from puzzles.verify.calibration import write_calibration
+from puzzles.verify.calibration_stats import upper_bound
 from puzzles.verify.causal_calibration import PARTIAL, WRONG, _pair, mutate, toml_values
+from puzzles.verify.causal_check import HOLDS
 
 
 def test_holds_is_the_midpoint_of_the_bounds_and_partly_the_wrong_claims_bound() -> None:
@@ -31,6 +34,16 @@ def test_holds_is_the_midpoint_of_the_bounds_and_partly_the_wrong_claims_bound()
     assert not out["separates"] and (out["holds"], out["partly"]) == (0.85, 0.6)
 
 
+def test_the_wrong_claims_bound_is_the_highest_of_each_kinds_own() -> None:
+    """Pooled, a near-miss kind and a far one spread so wide that the bound passes 1 (caesar_easy
+    measured 1.34); each kind is its own distribution."""
+    ref, near, far = [0.95, 0.96, 0.97, 0.95], [0.7, 0.72, 0.74, 0.75], [0.04, 0.05, 0.06, 0.08]
+    assert not _pair(ref, near + far, 0.85, 0.6)["separates"]
+    out = _pair(ref, near + far, 0.85, 0.6, kinds=[near, far])
+    assert out["separates"] and out["wrong_upper_bound"] == upper_bound(near)
+    assert out["partly"] < out["holds"] < min(ref)
+
+
 def _section(passes=(5, 5), separates=True, wrong_holding=0):
     return {
         "iia": {"separates": separates},
@@ -48,6 +61,22 @@ def test_thresholds_are_written_only_when_the_reference_holds_and_no_wrong_claim
     assert toml_values(_section(separates=False)) is None
     assert toml_values(_section(wrong_holding=1)) is None
     assert toml_values(None) is None
+
+
+def test_a_reference_without_attention_claims_keeps_the_default_attention_bars() -> None:
+    """cumsum_sign's reference claims no attention: its false attention claim is measured against
+    the default bar (counted in wrong_claims_holding) and no attention bar is written."""
+    thresholds = {"causal_holds": 0.5, "causal_partly": 0.2, "attention_holds": 0.75}
+    section = {
+        **_section(),
+        "attention": {"separates": False},
+        "reference": {"attention": {"n": 0}},
+        "thresholds": thresholds,
+    }
+    assert toml_values(section) == {"causal_holds": 0.5, "causal_partly": 0.2}
+    assert toml_values({**section, "wrong_claims_holding": {"k": 1, "n": 20}}) is None
+    # A reference that does claim attention must separate from the false claims.
+    assert toml_values({**section, "reference": {"attention": {"n": 5}}}) is None
 
 
 @pytest.mark.parametrize("slug", sorted(WRONG))
@@ -77,27 +106,13 @@ def test_a_claim_right_in_part_does_not_hold_where_the_calibration_separates_it(
     """Where the reference's and the partial claims' bounds are apart (palindromes), the bar sits
     above claims right in part; where they overlap (four_digit_sum over 200 seeds) the record says
     so and counts them holding, rather than pretend."""
-    import torch
-
-    from puzzles.models import load_task
-    from puzzles.verify.ablation import AblationEngine
-    from puzzles.verify.causal_check import HOLDS
-    from puzzles.verify.causal_section import check_trusted
-    from puzzles.verify.engine import _model
-
-    torch.set_num_threads(1)
     puzzle = get_puzzle(slug)
     section = json.loads((puzzle.path / "calibration.json").read_text())["causal"]
     separated = section["iia"]["holds_between"] == "the reference and the claims right in part"
     assert separated == (section["partial_claims_holding"]["k"] == 0)
-    model, task = _model(puzzle, "cpu"), load_task(puzzle)
-    with torch.no_grad():
-        engine = AblationEngine(
-            model, task.generate(600, 101), answer_positions=task.ANSWER_POSITIONS
-        )
-    reference = (puzzle.path / "hypothesis.py").read_text()
+    puzzle_bench = bench(slug)
     for kind, claim, edits in PARTIAL[slug]:
-        check = check_trusted(mutate(reference, edits), engine, task, dict(puzzle.verify), seed=101)
+        check = puzzle_bench.check(mutate(puzzle_bench.reference, edits), 101)
         row = check.details["variables"][claim]
         assert row["iia"] >= 0.5, ("right in part, not wrong", kind, check.message)
         if separated:

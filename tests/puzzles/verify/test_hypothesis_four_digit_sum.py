@@ -8,43 +8,24 @@ import json
 import shutil
 
 import pytest
-import torch
+from hypothesis_support import WRONG, bench, mutate, wrong_edits
 
 from puzzles.catalog import get_puzzle
-from puzzles.models import load_task
 from puzzles.verify import verify_submission
-from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.causal_calibration import WRONG, mutate
 from puzzles.verify.causal_check import HOLDS
-from puzzles.verify.causal_section import check_trusted
-from puzzles.verify.engine import _model
 
-POOL = 600
 VARIABLES = {"pair0", "pair1", "pair2", "pair3"}
 
 
 @pytest.fixture(scope="module")
 def four_digit_sum():
-    torch.set_num_threads(1)  # small models: threads only contend on a shared box
-    puzzle = get_puzzle("four_digit_sum")
-    model, task = _model(puzzle, "cpu"), load_task(puzzle)
-    engines = {}
-
-    def check(source: str, seed: int):
-        if seed not in engines:
-            with torch.no_grad():
-                engines[seed] = AblationEngine(
-                    model, task.generate(POOL, seed), answer_positions=task.ANSWER_POSITIONS
-                )
-        return check_trusted(source, engines[seed], task, dict(puzzle.verify), seed=seed)
-
-    return puzzle, check, (puzzle.path / "hypothesis.py").read_text()
+    return bench("four_digit_sum")
 
 
 @pytest.mark.parametrize("seed", [101, 202, 303, 404, 505])
 def test_reference_hypothesis_holds_on_secret_seeds(four_digit_sum, seed) -> None:
-    puzzle, check, reference = four_digit_sum
-    result = check(reference, seed)
+    puzzle = four_digit_sum.puzzle
+    result = four_digit_sum.check(four_digit_sum.reference, seed)
     assert result.passed, result.message
     details = json.loads(json.dumps(result.to_json()))["details"]  # as the verdict JSON has it
     assert set(details["iia"]) == VARIABLES
@@ -63,8 +44,7 @@ def test_reference_hypothesis_holds_on_secret_seeds(four_digit_sum, seed) -> Non
     ids=[w[0] for w in WRONG["four_digit_sum"]],
 )
 def test_wrong_hypotheses_fail(four_digit_sum, kind, failing, edits) -> None:
-    _, check, reference = four_digit_sum
-    result = check(mutate(reference, edits), 101)
+    result = four_digit_sum.check(mutate(four_digit_sum.reference, edits), 101)
     assert not result.passed, result.message
     if failing == "attention":
         assert result.details["attention"][0]["status"] != HOLDS
@@ -89,9 +69,8 @@ def test_each_applicable_wrong_kind_is_covered() -> None:
 
 
 def test_swapped_roles_fail_both_claims(four_digit_sum) -> None:
-    _, check, reference = four_digit_sum
-    edits = dict((w[0], w[2]) for w in WRONG["four_digit_sum"])["roles-swapped"]
-    result = check(mutate(reference, edits), 202)
+    edits = wrong_edits("four_digit_sum", "roles-swapped")
+    result = four_digit_sum.check(mutate(four_digit_sum.reference, edits), 202)
     statuses = {name: row["status"] for name, row in result.details["variables"].items()}
     assert statuses["pair0"] != HOLDS and statuses["pair3"] != HOLDS, result.message
 
