@@ -170,14 +170,14 @@ class _Replication:
                 "task_rule": _replication_scores(data, data["labels"]),
             }
             copy = _replication_scores(data, data["model"])
-        self.n_mistakes.append(int(scored["reference"]["n_model_mistakes"]))
+        self.n_mistakes.append(int(scored["reference"]["n_model_mistakes"] or 0))
         for name, scores in scored.items():
             for key in REPLICATION_SCORES:
-                if scores[key] is not None:
-                    self.rep[name][key].append(float(scores[key]))
+                if (value := scores[key]) is not None:
+                    self.rep[name][key].append(float(value))
         for key in REPLICATION_SCORES:
-            if copy[key] is not None:
-                self.weight_copy[key].append(float(copy[key]))
+            if (value := copy[key]) is not None:
+                self.weight_copy[key].append(float(value))
 
 
 def _seed_circuits(
