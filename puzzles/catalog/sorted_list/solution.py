@@ -3,8 +3,8 @@
 The one layer works by content. At each answer position the query holds a number ``v`` (``SEP``
 counts as -1). Each head scores every key holding a number ``k`` as
 ``DISTANCE[h][k - v + 50] + KEY_VALUE[h][k]``: high just above ``v``, falling as ``k - v`` grows
-and low below ``v`` (the distance profile), plus a per-value preference (where each head is weak,
-L0H0 on 10-19, L0H1 on 20-29). A softmax over the keys the query can see (the list, ``SEP``, the
+and low below ``v`` (the distance profile), plus a per-value preference of each head (L0H0 scores
+4-19 lower, L0H1 44-49). A softmax over the keys the query can see (the list, ``SEP``, the
 sorted numbers so far) makes the attention; each attended number adds a readout bump centred on
 itself (``READOUT[h][c - k + 50]`` for class ``c``), and the query's own number and a class bias
 add small terms. The answer is the class with the largest sum.
