@@ -12,9 +12,8 @@ from typing import Any
 
 from slack_bolt import BoltContext, BoltResponse
 
-from bot import outbox
+from bot.posts import replies
 from bot.services import admins
-from bot.views.puzzle import build_error_message
 from storage.db import session_scope
 
 
@@ -39,16 +38,8 @@ def require_admin(body: dict, context: BoltContext, next: Any) -> Any:
                 configured=context["settings"].admins,
             )
         except admins.NotAnAdmin:
-            outbox.enqueue(
-                session=session,
-                key=f"refused:{action}:{request_id}",
-                method="chat_postMessage",
-                payload={
-                    "channel": user_id,
-                    **build_error_message(
-                        "Only puzzle admins can do that. (This attempt was logged.)"
-                    ),
-                },
+            replies.not_an_admin(
+                session=session, action=action, request_id=request_id, user_id=user_id
             )
             refused = True
         else:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from slack_bolt import BoltContext
 
-from bot import outbox
 from bot.flows import upload as upload_flow
 from bot.listeners import uploads as upload_listener
+from bot.posts import replies
 from bot.services import uploads
-from bot.views.puzzle import build_help_message
 from storage.db import session_scope
 
 
@@ -37,10 +36,5 @@ def direct_message(event: dict, body: dict, context: BoltContext) -> None:
         upload_listener.hand_off(file_ids, context)  # downloads off this thread
     elif not event.get("thread_ts"):  # chatting in a verdict thread needs no help text
         with session_scope(factory) as session:
-            outbox.enqueue(
-                session=session,
-                key=f"event:{body.get('event_id') or ts}:help",
-                method="chat_postMessage",
-                payload={"channel": channel, **build_help_message()},
-            )
+            replies.dm_help(session=session, event_id=body.get("event_id") or ts, channel=channel)
     context["outbox"].wake()

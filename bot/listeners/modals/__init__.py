@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from slack_bolt import Ack, App, BoltContext
 
-from bot import outbox
 from bot.flows import submission as submission_flow
 from bot.flows import upload as upload_flow
 from bot.flows.admin_command import run_admin_command
 from bot.listeners import uploads as upload_listener
 from bot.listeners.authz import require_admin
+from bot.posts import replies
 from bot.services import hints, uploads
 from bot.views import home as home_views
 from bot.views import puzzle as puzzle_views
 from bot.views.announcements import HINT_MODAL_CALLBACK, read_hint_modal
-from bot.views.puzzle import build_info_message
 from storage.db import session_scope
 from storage.models import utcnow
 
@@ -93,12 +92,7 @@ def admin_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext
             text=_admin_text(view),
             authorized=True,  # require_admin checked and audited this request
         )
-        outbox.enqueue(
-            session=session,
-            key=f"admin:{view.get('id')}:result",
-            method="chat_postMessage",
-            payload={"channel": user_id, **reply},
-        )
+        replies.admin_result(session=session, view_id=view.get("id"), user_id=user_id, reply=reply)
     context["outbox"].wake()
 
 
@@ -124,15 +118,10 @@ def hint_modal_submitted(ack: Ack, body: dict, view: dict, context: BoltContext)
             ack(response_action="errors", errors={"release_at": str(exc)[:150]})
             return
         ack()
-        outbox.enqueue(
+        replies.admin_info(
             session=session,
-            key=f"admin:{view.get('id')}:result",
-            method="chat_postMessage",
-            payload={
-                "channel": user_id,
-                **build_info_message(
-                    "Scheduled " + hints.describe_hint(hint, tz=settings.timezone)
-                ),
-            },
+            view_id=view.get("id"),
+            user_id=user_id,
+            text="Scheduled " + hints.describe_hint(hint, tz=settings.timezone),
         )
     context["outbox"].wake()
