@@ -15,60 +15,44 @@ log = logging.getLogger(__name__)
 
 
 def warm_up(settings: Settings) -> None:
-    """Start a sandbox per distinct limits of the catalog now, and load the puzzle models in
-    the background, so the first job waits for neither.
+    """Start a sandbox per distinct limits of the catalog now, and in the background load the
+    open rounds' models and mine their hard sets, so the first job waits for none of it.
 
     Starting is a Popen (torch is imported inside it in the background) and the models load
-    in a thread: cheap enough for Celery's child start-up timeout.
+    in a thread: cheap enough for Celery's child start-up timeout. Other puzzles' models load on
+    first use (about 0.3 s each): loading the whole catalog here competed with the first job
+    for the CPU and made it about 1.4 s slower on two cores.
     """
     try:
         from puzzles.catalog import list_puzzles
 
-        slugs = [entry.slug for entry in list_puzzles()]
-        for slug in slugs:
-            runtime.sandbox_pool(runtime.puzzle(slug, settings), settings)
+        for entry in list_puzzles():
+            runtime.sandbox_pool(runtime.puzzle(entry.slug, settings), settings)
     except Exception:  # a warm-up problem shows up again, with its real message, in the job
         log.warning("worker warm-up failed", exc_info=True)
         return
     threading.Thread(
-        target=_load_models, args=(slugs, settings), name="model-warm-up", daemon=True
+        target=warm_open_rounds, args=(settings,), name="model-warm-up", daemon=True
     ).start()
 
 
-def _load_models(slugs: list[str], settings: Settings) -> None:
-    """The open rounds' models and hard sets first (a job for them may already be waiting: it
-    waits for this mining rather than repeating it), then the rest of the catalog's models."""
-    from puzzles.verify.engine import preload_model
-
-    device = runtime.worker_device()
-    done = _warm_open_rounds(settings, device)
-    for slug in slugs:
-        if slug in done:
-            continue
-        try:
-            preload_model(runtime.puzzle(slug, settings), device)
-        except Exception:  # the job loads it again and reports a real problem itself
-            log.warning("could not preload the model of %s", slug, exc_info=True)
-
-
-def _warm_open_rounds(settings: Settings, device: str) -> set[str]:
-    """Load each open round's model and mine its hard set; the slugs whose model is loaded."""
+def warm_open_rounds(settings: Settings) -> None:
+    """Load each open round's model and mine its hard set (a job for that round arriving
+    meanwhile waits for this mining rather than repeating it)."""
     from puzzles.verify.engine import preload_hard_set, preload_model
 
+    device = runtime.worker_device()
     try:
         with session_scope(runtime.sessions(settings)) as session:
             rounds = open_rounds(session)
     except Exception:  # no database yet (a worker started before `db upgrade`): the job mines it
         log.warning("could not list the open rounds to mine their hard sets", exc_info=True)
-        return set()
-    done: set[str] = set()
+        return
     for round_id, slug in rounds:
         try:
             puzzle = runtime.puzzle(slug, settings)
             preload_model(puzzle, device)
-            done.add(slug)
             seed = hard_set_seed(settings, slug, round_id)
             preload_hard_set(puzzle, seed=seed, device=device)
         except Exception:
             log.warning("could not warm up round %s (%s)", round_id, slug, exc_info=True)
-    return done
