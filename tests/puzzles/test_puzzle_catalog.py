@@ -20,13 +20,21 @@ REQUIRED_FILES = (
     "writeup.md",
 )
 SLUGS = [p.slug for p in list_puzzles()]
+# A puzzle's model is well trained (0.95 or better held out), except where it was retrained on
+# purpose into a model whose mistakes follow its mechanism (issue 13: a model that almost never
+# errs cannot tell a mechanism from the task rule); its README says why, and it stays far above
+# chance (first_unique: 0.83 per position, chance about 0.1).
+RETRAINED_FOR_MISTAKES = {"first_unique": 0.80}
 
 
 def test_at_least_six_puzzles_with_recorded_accuracy() -> None:
     puzzles = list_puzzles()
     assert len(puzzles) >= 6, [p.slug for p in puzzles]
     for p in puzzles:
-        assert 0.95 <= p.heldout_accuracy <= 1.0, (p.slug, p.heldout_accuracy)
+        floor = RETRAINED_FOR_MISTAKES.get(p.slug, 0.95)
+        assert floor <= p.heldout_accuracy <= 1.0, (p.slug, p.heldout_accuracy)
+        if p.slug in RETRAINED_FOR_MISTAKES:
+            assert "retrain" in (p.path / "README.md").read_text().lower(), p.slug
         assert p.title and p.summary and p.description_md
         assert len(p.hints) >= 3, p.slug
         assert p.writeup_md.strip()
