@@ -6,11 +6,14 @@ Rows are written through the real schema (created by the real migrations); nothi
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
+from slack_sdk import WebClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import outbox
 from storage.db import make_engine, session_factory, upgrade_database
 from storage.models import (
     Blob,
@@ -21,6 +24,7 @@ from storage.models import (
     Submission,
     SubmissionStatus,
     Verdict,
+    utcnow,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -129,3 +133,20 @@ class World:
         self.session.flush()
         self.session.expire(submission, ["verdicts"])
         return v
+
+
+def drain_posts(world: World, fake_slack) -> None:
+    """Send what the outbox holds to the fake Slack (a few passes: a post may queue its pin)."""
+    client = WebClient(token=fake_slack.token, base_url=fake_slack.api_url)
+    for _ in range(4):
+        outbox.dispatch_pending(
+            session_factory=world.factory,
+            client=client,
+            per_channel_interval=0,
+            now=utcnow() + timedelta(seconds=1),
+        )
+
+
+def shown_text(call) -> str:
+    """Everything a Slack call showed: its blocks and its fallback text."""
+    return json.dumps(call.args.get("blocks"), ensure_ascii=False) + str(call.args.get("text"))

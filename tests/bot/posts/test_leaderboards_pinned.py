@@ -6,15 +6,13 @@ import json
 from datetime import timedelta
 
 import pytest
-from slack_sdk import WebClient
 from sqlalchemy import select
-from support.leaderboards import World
+from support.leaderboards import World, drain_posts, shown_text
 
-from bot import outbox
 from bot.posts import leaderboards as leaderboard_posts
 from bot.services import leaderboards
 from bot.views.leaderboard import build_round_leaderboard_message
-from storage.models import OutboxMessage, OutboxStatus, RoundStatus, utcnow
+from storage.models import OutboxMessage, OutboxStatus, RoundStatus
 
 
 @pytest.fixture
@@ -22,21 +20,6 @@ def world(sqlite_url):
     w = World(sqlite_url)
     yield w
     w.close()
-
-
-def _drain(world, fake_slack) -> None:
-    client = WebClient(token=fake_slack.token, base_url=fake_slack.api_url)
-    for _ in range(4):
-        outbox.dispatch_pending(
-            session_factory=world.factory,
-            client=client,
-            per_channel_interval=0,
-            now=utcnow() + timedelta(seconds=1),
-        )
-
-
-def _shown(call) -> str:
-    return json.dumps(call.args.get("blocks"), ensure_ascii=False) + str(call.args.get("text"))
 
 
 def test_pinned_message_is_posted_once_then_edited_and_spoiler_free(world, fake_slack):
@@ -68,13 +51,13 @@ def test_pinned_message_is_posted_once_then_edited_and_spoiler_free(world, fake_
     assert again.id == post.id and "UBOB" in json.dumps(again.payload["blocks"])
     world.session.commit()
 
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     posted = fake_slack.calls_to("chat.postMessage")
     assert len(posted) == 1
     # The pin was queued together with the post; the outbox gave it the post's ts.
     (pin,) = fake_slack.calls_to("pins.add")
     assert pin.args["channel"] == "CPUZZLE" and pin.args["timestamp"]
-    shown = _shown(posted[0])
+    shown = shown_text(posted[0])
     assert "UALICE" in shown and "✅ 2/2" in shown and "◐ 1/2" in shown
     for secret in ("0.875", "0.5", "secret.example", "0.99"):
         assert secret not in shown  # ranks and pass marks only while the round is open
@@ -88,12 +71,12 @@ def test_pinned_message_is_posted_once_then_edited_and_spoiler_free(world, fake_
     assert edit.idempotency_key == f"round:{r.id}:leaderboard:update:1"
     assert edit.method == "chat_update" and edit.thread_key == post.idempotency_key
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     pins = fake_slack.calls_to("pins.add")
     updates = fake_slack.calls_to("chat.update")
     assert len(pins) == 1 and pins[0].args["channel"] == "CPUZZLE"
     assert len(updates) == 1 and updates[0].args["ts"] == pins[0].args["timestamp"]
-    assert _shown(updates[0]).index("UBOB") < _shown(updates[0]).index("UALICE")
+    assert shown_text(updates[0]).index("UBOB") < shown_text(updates[0]).index("UALICE")
 
     # The round closes: the final standings show scores, private ones included, and links.
     r.status = RoundStatus.CLOSED
@@ -103,8 +86,8 @@ def test_pinned_message_is_posted_once_then_edited_and_spoiler_free(world, fake_
     )
     assert final.idempotency_key == f"round:{r.id}:leaderboard:update:2"
     world.session.commit()
-    _drain(world, fake_slack)
-    closing = _shown(fake_slack.calls_to("chat.update")[-1])
+    drain_posts(world, fake_slack)
+    closing = shown_text(fake_slack.calls_to("chat.update")[-1])
     assert "Final standings" in closing and "0.99" in closing and "secret.example" in closing
     assert len(fake_slack.calls_to("pins.add")) == 1
     rows = world.session.scalars(select(OutboxMessage.status)).all()
@@ -133,7 +116,7 @@ def test_nothing_is_queued_for_a_pinned_post_that_failed(world, fake_slack):
     world.session.commit()
     fake_slack.fail("chat.postMessage", "not_in_channel")
     world.now = now
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     world.submit(r, "UBOB", verdicts=[(2, True, 0.8, 0.8)])
     world.session.commit()
     assert (
@@ -157,7 +140,7 @@ def test_edits_queued_before_the_dispatcher_runs_are_coalesced(world, fake_slack
     world.session.commit()
     leaderboard_posts.refresh_pinned_leaderboard(session=world.session, round_id=r.id, now=now)
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
 
     world.submit(r, "UBOB", verdicts=[(1, False, 0.5, 0.5)])
     world.session.commit()
@@ -172,8 +155,8 @@ def test_edits_queued_before_the_dispatcher_runs_are_coalesced(world, fake_slack
     )
     world.session.commit()
     assert second.id == first.id  # the pending edit now carries the newer standings
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     updates = fake_slack.calls_to("chat.update")
     assert len(updates) == 1
-    shown = _shown(updates[0])
+    shown = shown_text(updates[0])
     assert shown.index("UCAROL") < shown.index("UALICE") < shown.index("UBOB")

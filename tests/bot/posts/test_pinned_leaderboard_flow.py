@@ -6,18 +6,16 @@ On SQLite and PostgreSQL; posts go through the real outbox to the fake Slack Web
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
-from slack_sdk import WebClient
-from support.leaderboards import World
+from support.leaderboards import World, drain_posts, shown_text
 
 from bot import outbox
 from bot.flows import rounds as round_flows
 from bot.posts import leaderboards as leaderboard_posts
 from bot.posts import submissions as notifications
-from storage.models import Round, RoundStatus, SubmissionStatus, utcnow
+from storage.models import Round, RoundStatus, SubmissionStatus
 
 CHANNEL = "CPUZZLE"
 
@@ -27,21 +25,6 @@ def world(database_url):
     w = World(database_url)
     yield w
     w.close()
-
-
-def _drain(world, fake_slack) -> None:
-    client = WebClient(token=fake_slack.token, base_url=fake_slack.api_url)
-    for _ in range(4):
-        outbox.dispatch_pending(
-            session_factory=world.factory,
-            client=client,
-            per_channel_interval=0,
-            now=utcnow() + timedelta(seconds=1),
-        )
-
-
-def _shown(call) -> str:
-    return json.dumps(call.args.get("blocks"), ensure_ascii=False) + str(call.args.get("text"))
 
 
 def _verdict(world, submission, *verdict, now) -> None:
@@ -75,10 +58,10 @@ def test_verdicts_post_then_edit_the_pinned_board_and_the_close_makes_it_final(w
 
     # Alice's verdict: the live board is posted in the round channel and pinned.
     _verdict(world, alice, 2, True, 0.8, 0.7, now=during)
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     (post,) = _boards(fake_slack)
     assert post.method == "chat.postMessage" and post.args["text"].startswith("Live standings")
-    assert "UALICE" in _shown(post) and "0.8" not in _shown(post)  # spoiler-free
+    assert "UALICE" in shown_text(post) and "0.8" not in shown_text(post)  # spoiler-free
     board_ts = outbox.get(
         session=world.session, key=leaderboard_posts.pinned_key(round_id)
     ).slack_ts
@@ -89,25 +72,25 @@ def test_verdicts_post_then_edit_the_pinned_board_and_the_close_makes_it_final(w
     _verdict(world, bob, 2, True, 0.9, 0.6, now=during)
     notifications.submission_updated(session=world.session, submission_id=bob.id, now=during)
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     boards = _boards(fake_slack)
     assert [c.method for c in boards] == ["chat.postMessage", "chat.update"]
     assert boards[1].args["ts"] == board_ts
-    shown = _shown(boards[1])
+    shown = shown_text(boards[1])
     assert shown.index("UBOB") < shown.index("UALICE")  # public score, higher is better
 
     # Past the closing time but before the close ran: no final standings ahead of the solutions.
     carol = world.submit(r, "UCAROL", hours=3, status=SubmissionStatus.RUNNING)
     world.session.commit()
     _verdict(world, carol, 2, True, 0.5, 0.99, now=closes + timedelta(minutes=5))
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     assert len(_boards(fake_slack)) == 2
 
     # The close: the solutions post, then the board edited into the final standings.
     after = closes + timedelta(minutes=10)
     round_flows.post_solutions(session=world.session, round_id=round_id, now=after)
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     channel_calls = [
         c
         for c in fake_slack.calls
@@ -118,22 +101,22 @@ def test_verdicts_post_then_edit_the_pinned_board_and_the_close_makes_it_final(w
     )
     final = channel_calls[solutions_at + 1]
     assert final.method == "chat.update" and final.args["ts"] == board_ts
-    shown = _shown(final)
+    shown = shown_text(final)
     assert final.args["text"].startswith("Final standings")
     assert shown.index("UCAROL") < shown.index("UALICE") < shown.index("UBOB")  # private score
     assert "private 0.99" in shown
     # Posting the solutions again (an admin retrying) edits nothing.
     round_flows.post_solutions(session=world.session, round_id=round_id, now=after)
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     assert len(_boards(fake_slack)) == 3
 
     # A re-verification after the close edits the final standings.
     _verdict(world, carol, 1, False, 0.5, 0.1, now=after + timedelta(days=1))
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     last = _boards(fake_slack)[-1]
     assert len(_boards(fake_slack)) == 4 and last.args["ts"] == board_ts
-    assert _shown(last).index("UALICE") < _shown(last).index("UCAROL")
+    assert shown_text(last).index("UALICE") < shown_text(last).index("UCAROL")
     assert len(fake_slack.calls_to("pins.add")) == 1
 
 
@@ -148,7 +131,7 @@ def test_a_rejected_upload_posts_no_board_and_an_empty_round_closes_without_one(
     world.session.commit()
     round_flows.post_solutions(session=world.session, round_id=round_id, now=closes)
     world.session.commit()
-    _drain(world, fake_slack)
+    drain_posts(world, fake_slack)
     assert _boards(fake_slack) == [] and fake_slack.calls_to("pins.add") == []
     assert outbox.get(session=world.session, key=leaderboard_posts.pinned_key(round_id)) is None
     assert world.session.get(Round, round_id).status == RoundStatus.SOLUTIONS_POSTED
