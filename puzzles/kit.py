@@ -160,7 +160,10 @@ def starter_notebook(puzzle: Puzzle) -> nbformat.NotebookNode:
         v4.new_markdown_cell(
             "Next: ablate heads with `model.run_with_hooks(tokens, fwd_hooks=[('blocks.0.attn.hook_z', fn)])` "
             "and write `predict(tokens)` + `CIRCUIT` in a `solution.py`; check it with "
-            f"`circuitboard verify solution.py --puzzle {puzzle.slug}`."
+            f"`circuitboard verify solution.py --puzzle {puzzle.slug}`. `CIRCUIT` entries name "
+            "heads and MLPs (`'L1H0'`, `'L0MLP'`), optionally at query positions (`'L1H0@END'`, "
+            "`'L0H1@4..END'`), and a head's QK or OV path alone (`'L0H0.OV'`: its values kept, "
+            "its attention pattern replaced by the mean pattern)."
         ),
         v4.new_markdown_cell(
             "**Format v2: say how it works.** Add a literal `HYPOTHESIS` naming the variables of "

@@ -119,6 +119,14 @@ def _render_calibration(doc: dict) -> None:
                 f"{block['pass_rate_upper95']:.1%}",
             )
         Console(width=120).print(rows)
+        bar = circuit.get("faithfulness")
+        if bar and bar.get("reference_lower_bound") is not None:
+            typer.echo(
+                f"faithfulness bar: random circuits' upper bound {bar['random_upper_bound']:.3f}, "
+                f"the reference's lower bound {bar['reference_lower_bound']:.3f}; "
+                f"the threshold ({circuit['faithfulness_threshold']:.2f}) must lie between"
+                + ("" if bar["separates_random"] else " (they do not separate)")
+            )
     causal = doc.get("causal")
     if causal:
         t, ref = causal["thresholds"], causal["reference_passes"]
@@ -155,11 +163,16 @@ def calibrate(
         "--causal/--no-causal",
         help="Also recalibrate the causal thresholds (--no-causal keeps calibration.json's).",
     ),
+    circuit_only: bool = typer.Option(
+        False,
+        "--circuit-only",
+        help="Only the circuit baselines, on --circuit-seeds seeds (default 20): after a CIRCUIT "
+        "change; the rest of calibration.json is kept.",
+    ),
 ) -> None:
     """Score the reference and the baselines over many seeds; set thresholds from the bounds."""
     p = _puzzle(slug)
     import sys
-    import time
 
     if causal_only:
         _calibrate_causal(p, seeds, write)
@@ -170,14 +183,11 @@ def calibrate(
     from puzzles.verify.calibration import calibrate as run_calibration
     from puzzles.verify.calibration import write_calibration
 
-    started = time.perf_counter()
+    log = _seed_logger(slug)
 
-    def log(done: int, total: int) -> None:  # not a terminal (a log file): one line per seed
-        elapsed = time.perf_counter() - started
-        typer.echo(
-            f"{slug}: seed {done}/{total} after {elapsed:.0f}s ({elapsed / done:.1f}s/seed)",
-            err=True,
-        )
+    if circuit_only:
+        _calibrate_circuits(p, circuit_seeds or 20, random_circuits, device, write, log)
+        return
 
     with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
         job = bar.add_task(f"calibrating {slug}", total=seeds)
@@ -212,6 +222,33 @@ def calibrate(
             err=True,
         )
         raise typer.Exit(1)
+
+
+def _seed_logger(slug: str):
+    """Progress as one line per seed, for a log file (a terminal gets a progress bar)."""
+    import time
+
+    started = time.perf_counter()
+
+    def log(done: int, total: int) -> None:
+        elapsed = time.perf_counter() - started
+        typer.echo(
+            f"{slug}: seed {done}/{total} after {elapsed:.0f}s ({elapsed / done:.1f}s/seed)",
+            err=True,
+        )
+
+    return log
+
+
+def _calibrate_circuits(p, seeds: int, random_circuits: int, device: str, write: bool, log) -> None:
+    from puzzles.verify.calibration import calibrate_circuits, load_calibration, write_calibration
+
+    section = calibrate_circuits(
+        p, n_seeds=seeds, random_circuits=random_circuits, device=device, progress=log
+    )
+    if write:
+        typer.echo(f"wrote {write_calibration(p, {'circuit': section})} (circuit section only)")
+    _render_calibration({**(load_calibration(p) or {}), "circuit": section})
 
 
 def _calibrate_causal(p, seeds: int, write: bool) -> None:

@@ -10,6 +10,10 @@ confined to the last sublayer therefore cost nothing but the unembedding: the re
 linear in the sublayer outputs. Stacking variants into one large batch is slower on CPU than this
 loop (measured 0.3x), so variants run one after another.
 
+A head's two paths ablate apart: keeping only its QK path combines the clean attention pattern
+with the values' ablation values; keeping only its OV path combines the pattern's ablation value
+with the clean values; ablating both replaces the head's output as before.
+
 ``naive_logits`` is the obvious way (one full ``run_with_hooks`` per variant); the benchmark and
 the tests check that both give the same numbers.
 """
@@ -33,10 +37,25 @@ ABLATIONS = ("mean", "resample")
 
 @dataclass
 class Mask:
-    """Which activations stay clean: heads ``[layers, seq, heads]``, MLPs ``[layers, seq]``."""
+    """Which activations stay clean: each head's QK and OV path ``[layers, seq, heads]`` (at query
+    positions), MLPs ``[layers, seq]``. A head is whole where both of its paths are kept."""
 
-    heads: torch.Tensor
+    qk: torch.Tensor
+    ov: torch.Tensor
     mlps: torch.Tensor
+
+    @property
+    def heads(self) -> torch.Tensor:
+        """Where a head is kept whole."""
+        return self.qk & self.ov
+
+    @property
+    def key(self) -> tuple[bytes, ...]:
+        """The mask as bytes: equal masks, equal keys."""
+        return tuple(t.cpu().numpy().tobytes() for t in (self.qk, self.ov, self.mlps))
+
+    def clone(self) -> Mask:
+        return Mask(qk=self.qk.clone(), ov=self.ov.clone(), mlps=self.mlps.clone())
 
 
 def _native(model):
@@ -76,6 +95,11 @@ class _Layer:
             gate, up, down = _raw(mlp.gate), _raw(getattr(mlp, "in")), _raw(mlp.out)
             return lambda x: down(act(gate(x)) * up(x))
         return mlp  # anything else: the module itself
+
+
+def _mix(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """A head's output ``z`` ``[batch, queries, heads, d_head]`` from its pattern and values."""
+    return torch.matmul(pattern, v).transpose(1, 2)
 
 
 def _softcap(logits: torch.Tensor, cap: float) -> torch.Tensor:
@@ -130,6 +154,14 @@ class AblationEngine:
     ) -> torch.Tensor:
         """Per-head attention values ``z`` ``[batch, seq, heads, d_head]`` (TransformerLens hook_z);
         with ``queries``, only at those query positions (keys and values still see every position)."""
+        pattern, v = self._attn_parts(layer, resid, queries)
+        return _mix(pattern, v)
+
+    def _attn_parts(
+        self, layer: int, resid: torch.Tensor, queries: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The QK path's attention pattern ``[batch, heads, queries, seq]`` and the OV path's
+        values ``[batch, heads, seq, d_head]`` of one layer."""
         parts = self._layers[layer]
         attn = parts.attn
         x = parts.ln1(resid)
@@ -157,7 +189,7 @@ class AblationEngine:
             pattern = F.softmax(scores, dim=-1).masked_fill(mask, 0.0)
         else:
             pattern = F.softmax(scores, dim=-1)
-        return torch.matmul(pattern, v).transpose(1, 2)
+        return pattern, v
 
     def _attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         return self._layers[layer].o(z.reshape(z.shape[0], z.shape[1], -1))
@@ -192,10 +224,15 @@ class AblationEngine:
         self.resid_pre: list[torch.Tensor] = []
         self.resid_mid: list[torch.Tensor] = []
         self.z: list[torch.Tensor] = []
+        self.pattern: list[torch.Tensor] = []
+        self.v: list[torch.Tensor] = []
         self.mlp: list[torch.Tensor | None] = []
         for layer in range(self.n_layers):
             self.resid_pre.append(resid)
-            z = self._attn_z(layer, resid)
+            pattern, v = self._attn_parts(layer, resid)
+            z = _mix(pattern, v)
+            self.pattern.append(pattern)
+            self.v.append(v)
             self.z.append(z)
             resid = resid + self._attn_out(layer, z)
             self.resid_mid.append(resid)
@@ -218,6 +255,8 @@ class AblationEngine:
     def _ablation_values(self, seed: int) -> None:
         if self.ablation == "mean":
             self.z_ablated = [z.mean(0, keepdim=True) for z in self.z]
+            self.pattern_ablated = [p.mean(0, keepdim=True) for p in self.pattern]
+            self.v_ablated = [v.mean(0, keepdim=True) for v in self.v]
             self.mlp_ablated = [None if m is None else m.mean(0, keepdim=True) for m in self.mlp]
         else:
             generator = torch.Generator().manual_seed(seed)
@@ -226,27 +265,33 @@ class AblationEngine:
             perm = torch.empty_like(order)
             perm[order] = order.roll(1)
             self.z_ablated = [z[perm] for z in self.z]
+            self.pattern_ablated = [p[perm] for p in self.pattern]
+            self.v_ablated = [v[perm] for v in self.v]
             self.mlp_ablated = [None if m is None else m[perm] for m in self.mlp]
 
     # -- variants ----------------------------------------------------------------------------
     def full_mask(self) -> Mask:
         return Mask(
-            heads=torch.ones(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            qk=torch.ones(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            ov=torch.ones(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
             mlps=torch.ones(self.n_layers, self.seq, dtype=torch.bool),
         )
 
     def mask_for(self, components: Sequence[Component]) -> Mask:
         """Everything ablated except ``components`` (at their positions)."""
         mask = Mask(
-            heads=torch.zeros(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            qk=torch.zeros(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
+            ov=torch.zeros(self.n_layers, self.seq, self.n_heads, dtype=torch.bool),
             mlps=torch.zeros(self.n_layers, self.seq, dtype=torch.bool),
         )
         for comp in components:
             where = slice(None) if comp.position is None else comp.position
             if comp.is_mlp:
                 mask.mlps[comp.layer, where] = True
-            else:
-                mask.heads[comp.layer, where, comp.head] = True
+            if "QK" in comp.paths:
+                mask.qk[comp.layer, where, comp.head] = True
+            if "OV" in comp.paths:
+                mask.ov[comp.layer, where, comp.head] = True
         if self.attn_only:
             mask.mlps[:] = True  # no MLPs: nothing to ablate
         return mask
@@ -254,7 +299,8 @@ class AblationEngine:
     @torch.no_grad()
     def logits(self, mask: Mask) -> torch.Tensor:
         """Answer-position logits ``[batch, k, classes]`` with everything outside ``mask`` ablated."""
-        heads = mask.heads.to(self.device)
+        qk, ov = mask.qk.to(self.device), mask.ov.to(self.device)
+        heads = qk & ov
         mlps = mask.mlps.to(self.device)
         first = self._first_ablated(heads, mlps)
         if first is None:
@@ -271,7 +317,8 @@ class AblationEngine:
             # residual stream are computed there alone (keys and values still use every position).
             pos = answers if layer == last else slice(None)
             if not (layer == start_layer and start_sub == 1):
-                z = self._masked_z(layer, resid, heads[layer][pos], pos, changed=changed)
+                keep = (qk[layer][pos], ov[layer][pos])
+                z = self._masked_z(layer, resid, keep, pos, changed=changed)
                 resid = resid[:, pos] + self._attn_out(layer, z)
                 selected = layer == last
                 changed = True
@@ -293,19 +340,36 @@ class AblationEngine:
         return None
 
     def _masked_z(
-        self, layer: int, resid: torch.Tensor, keep: torch.Tensor, pos: _Pos, *, changed: bool
+        self,
+        layer: int,
+        resid: torch.Tensor,
+        keep: tuple[torch.Tensor, torch.Tensor],
+        pos: _Pos,
+        *,
+        changed: bool,
     ) -> torch.Tensor:
         """The layer's head outputs at ``pos``: kept heads recomputed (or cached while nothing
-        upstream changed), the others their ablation values."""
+        upstream changed), the others their ablation values; a head with one path kept mixes
+        that path's clean part with the other's ablation value."""
+        keep_qk, keep_ov = keep
         ablated_z = self.z_ablated[layer][:, pos]
-        if not bool(keep.any()):
+        if not bool((keep_qk | keep_ov).any()):
             return ablated_z.expand(self.batch, -1, -1, -1)
         if changed:
             last = layer == self.n_layers - 1
-            z = self._attn_z(layer, resid, self.answer_positions if last else None)
+            pattern, v = self._attn_parts(layer, resid, self.answer_positions if last else None)
+            z = _mix(pattern, v)
         else:
+            pattern, v = self.pattern[layer][:, :, pos], self.v[layer]
             z = self.z[layer][:, pos]
-        return torch.where(keep[None, :, :, None], z, ablated_z)
+        out = torch.where((keep_qk & keep_ov)[None, :, :, None], z, ablated_z)
+        qk_only, ov_only = keep_qk & ~keep_ov, keep_ov & ~keep_qk
+        if bool(qk_only.any()):
+            out = torch.where(qk_only[None, :, :, None], _mix(pattern, self.v_ablated[layer]), out)
+        if bool(ov_only.any()):
+            ablated_pattern = self.pattern_ablated[layer][:, :, pos]
+            out = torch.where(ov_only[None, :, :, None], _mix(ablated_pattern, v), out)
+        return out
 
     def _masked_mlp(
         self, layer: int, resid: torch.Tensor, keep: torch.Tensor, pos: _Pos, *, changed: bool
@@ -322,15 +386,33 @@ class AblationEngine:
 def naive_logits(model, engine: AblationEngine, mask: Mask) -> torch.Tensor:
     """The same variant the obvious way: one full ``run_with_hooks`` on the bridge."""
     engine._ensure_ablation_values()
-    heads = mask.heads.to(engine.device)
+    qk, ov = mask.qk.to(engine.device), mask.ov.to(engine.device)
     mlps = mask.mlps.to(engine.device)
     hooks = []
+    seen: dict[str, torch.Tensor] = {}  # this layer's pattern and values, for its hook_z
+
+    def keeper(key: str):
+        def keep_hook(act, hook):
+            seen[key] = act
+            return act
+
+        return keep_hook
+
     for layer in range(engine.n_layers):
 
         def z_hook(act, hook, layer=layer):
-            keep = heads[layer][None, :, :, None]
-            return torch.where(keep, act, engine.z_ablated[layer])
+            # act [batch, seq, heads, d_head]; pattern [batch, heads, q, k]; v [batch, k, heads, d]
+            pattern, v = seen["pattern"], seen["v"].transpose(1, 2)
+            qk_only = (qk[layer] & ~ov[layer])[None, :, :, None]
+            ov_only = (ov[layer] & ~qk[layer])[None, :, :, None]
+            out = torch.where(
+                (qk[layer] & ov[layer])[None, :, :, None], act, engine.z_ablated[layer]
+            )
+            out = torch.where(qk_only, (pattern @ engine.v_ablated[layer]).transpose(1, 2), out)
+            return torch.where(ov_only, (engine.pattern_ablated[layer] @ v).transpose(1, 2), out)
 
+        hooks.append((f"blocks.{layer}.attn.hook_pattern", keeper("pattern")))
+        hooks.append((f"blocks.{layer}.attn.hook_v", keeper("v")))
         hooks.append((f"blocks.{layer}.attn.hook_z", z_hook))
         if not engine.attn_only:
 

@@ -258,6 +258,37 @@ def calibrate(
     return doc
 
 
+def calibrate_circuits(
+    puzzle: Puzzle,
+    *,
+    n_seeds: int,
+    random_circuits: int = 5,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Only the circuit baselines, on the first ``n_seeds`` calibration seeds (the same inputs
+    and random circuits as a full run's): calibration.json's ``circuit`` section, for a changed
+    ``CIRCUIT`` without rerunning replication."""
+    from puzzles.models import load_model, load_task
+
+    torch.set_num_threads(1)
+    task = load_task(puzzle)
+    model = load_model(puzzle, device=device)
+    reference_circuit = _reference_circuit(puzzle, task, load_reference(puzzle))
+    n_heldout = int(puzzle.verify.get("heldout_size", 2000))
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    circuits = []
+    for i, seed in enumerate(calibration_seeds(n_seeds)):
+        heldout = torch.as_tensor(task.generate(n_heldout, seed)).long()
+        data = {"heldout": heldout, "n_heldout": n_heldout}
+        circuits.append(
+            _seed_circuits(puzzle, task, model, data, reference_circuit, rng, random_circuits)
+        )
+        if progress is not None:
+            progress(i + 1, n_seeds)
+    return circuit_report(puzzle, circuits, [c.name for c in reference_circuit])
+
+
 def _thresholds(
     rep: dict[str, dict[str, list[float]]],
     weight_copy: dict[str, list[float]],
@@ -350,6 +381,9 @@ def write_calibration(puzzle: Puzzle, doc: dict[str, Any], *, update_toml: bool 
     old = load_calibration(puzzle) or {}
     if "causal" not in doc and "causal" in old:  # a run without the causal part keeps it
         doc = {**doc, "causal": old["causal"]}
+    if "thresholds" not in doc:  # a circuit-only run keeps the replication part
+        doc = {**old, **doc}
+        update_toml = False
     path.write_text(json.dumps(doc, indent=2, default=float) + "\n", encoding="utf-8")
     toml_path = puzzle.path / "puzzle.toml"
     causal = toml_values(doc.get("causal"))

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from puzzles.verify.ablation import AblationEngine, Mask
-from puzzles.verify.components import Component, units
+from puzzles.verify.components import Component, path_units, units
 from puzzles.verify.verdict import CheckResult, format_vs_threshold
 
 METRICS = ("logit_diff", "accuracy", "loss")
@@ -170,12 +170,14 @@ def _faithfulness(m_c: torch.Tensor, m_full: torch.Tensor, m_empty: torch.Tensor
 
 
 def _without(mask: Mask, unit: Component) -> Mask:
-    heads, mlps = mask.heads.clone(), mask.mlps.clone()
+    out = mask.clone()
     if unit.is_mlp:
-        mlps[unit.layer, unit.position] = False
-    else:
-        heads[unit.layer, unit.position, unit.head] = False
-    return Mask(heads=heads, mlps=mlps)
+        out.mlps[unit.layer, unit.position] = False
+    if "QK" in unit.paths:
+        out.qk[unit.layer, unit.position, unit.head] = False
+    if "OV" in unit.paths:
+        out.ov[unit.layer, unit.position, unit.head] = False
+    return out
 
 
 def circuit_check(
@@ -187,17 +189,18 @@ def circuit_check(
     """Faithfulness of CIRCUIT with everything else ablated, necessity of each entry, minimality.
 
     faithfulness f(C) = (m(C) - m(empty)) / (m(full) - m(empty)) (MIB); necessity of c =
-    f(C) - f(C - c). Minimality is counted in *units* (a component at one position): the share of
-    the circuit's units whose necessity exceeds ``necessity_threshold``, so a circuit padded with
-    units the model does not use fails. Per-example faithfulness is reported too, with counts
-    (mean effects can hide cancelling per-example effects, causal scrubbing's warning), and
-    ``faithful_share_threshold`` (optional) requires that share of examples to be faithful.
-    """
+    f(C) - f(C - c). Minimality: the share of the circuit's *units* (a component at one position)
+    whose necessity exceeds ``necessity_threshold`` (a padded circuit fails) and, where every unit
+    of the model matters a little, a size bound ``max_circuit_units`` in head paths (a whole head
+    at a position is two), so every component cannot pass as minimal there. Per-example
+    faithfulness is reported with counts (mean effects can hide cancelling ones, causal
+    scrubbing's warning); ``faithful_share_threshold`` (optional) requires a share faithful."""
     metric = str(config.get("metric", "logit_diff"))
     f_threshold = float(config.get("faithfulness_threshold", 0.8))
     min_threshold = float(config.get("minimality_threshold", 0.5))
     nec_threshold = float(config.get("necessity_threshold", DEFAULT_NECESSITY_THRESHOLD))
     share_threshold = config.get("faithful_share_threshold")
+    max_size = None if config.get("max_circuit_units") is None else int(config["max_circuit_units"])
     scorer = _Scorer(engine, metric, engine.clean_logits.argmax(-1))
     m_full = scorer.per_example(engine.clean_logits)
     empty_logits = engine.logits(engine.mask_for([]))
@@ -211,16 +214,12 @@ def circuit_check(
     circuit_agrees = (circuit_logits.argmax(-1) == scorer.targets).all(-1)
     necessity, without_logits = _entry_necessity(scorer, circuit, faithfulness, m_full, m_empty)
     unit_necessity = _unit_necessity(
-        scorer,
-        circuit,
-        circuit_mask,
-        without_logits,
-        empty_logits=empty_logits,
-        circuit_logits=circuit_logits,
+        scorer, circuit, circuit_mask, without_logits, (empty_logits, circuit_logits)
     )
     minimality, n_matter, n_units = _minimality(unit_necessity, nec_threshold)
+    size = sum(len(path_units(c, engine.seq)) for c in circuit)
     f_ok = faithfulness is not None and faithfulness >= f_threshold
-    m_ok = minimality >= min_threshold
+    m_ok = minimality >= min_threshold and (max_size is None or size <= max_size)
     s_ok = per_example["share_passed"]
     message = _circuit_message(
         faithfulness=(faithfulness, f_threshold),
@@ -228,6 +227,7 @@ def circuit_check(
         n_matter=n_matter,
         n_units=n_units,
         per_example=per_example,
+        size=(size, max_size),
     )
     return CheckResult(
         name="circuit",
@@ -246,6 +246,8 @@ def circuit_check(
             "minimality_passed": m_ok,
             "n_units": n_units,
             "n_units_that_matter": n_matter,
+            "n_path_units": size,
+            "max_circuit_units": max_size,
             "necessity": necessity,
             "unit_necessity": unit_necessity if len(unit_necessity) <= 400 else None,
             "necessity_threshold": nec_threshold,
@@ -267,6 +269,7 @@ def _circuit_message(
     n_matter: int,
     n_units: int,
     per_example: dict[str, Any],
+    size: tuple[int, int | None],
 ) -> str:
     """The circuit check's sentence: each score against what it needs."""
     shown_f, shown_ft = format_vs_threshold(*faithfulness, digits=2)
@@ -276,6 +279,11 @@ def _circuit_message(
         f"minimality {shown_m}: {n_matter} of {n_units} units (component at a position) "
         f"matter (needs {shown_mt})"
     )
+    if size[1] is not None:
+        verb = "within" if size[0] <= size[1] else "over"
+        parts.append(
+            f"size {size[0]} head paths and MLPs at positions, {verb} this puzzle's {size[1]}"
+        )
     share_threshold = per_example["share_threshold"]
     if share_threshold is not None:
         share = per_example["share_at_threshold"]
@@ -381,9 +389,7 @@ def _unit_necessity(
     circuit: Sequence[Component],
     circuit_mask: Mask,
     without_logits: dict[Component, torch.Tensor],
-    *,
-    empty_logits: torch.Tensor,
-    circuit_logits: torch.Tensor,
+    empty_and_circuit: tuple[torch.Tensor, torch.Tensor],
 ) -> dict[str, float | None]:
     """Each unit's necessity: its largest faithfulness loss at any one answer position (a head
     that computes the answer at position 7 only matters to 1/k of the mean over k positions).
@@ -392,6 +398,7 @@ def _unit_necessity(
     necessity is 0 by construction, no pass needed); the others are ablated one by one.
     """
     engine = scorer.engine
+    empty_logits, circuit_logits = empty_and_circuit
     p_full = scorer.per_position(engine.clean_logits)
     p_denominator = p_full - scorer.per_position(empty_logits)
     p_usable = p_denominator.abs() > 1e-6

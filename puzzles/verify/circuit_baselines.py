@@ -21,10 +21,19 @@ from puzzles.verify.ablation import AblationEngine, Mask
 from puzzles.verify.calibration_stats import (
     clopper_pearson_lower,
     clopper_pearson_upper,
+    floor_to,
+    lower_bound,
     summary,
+    upper_bound,
 )
 from puzzles.verify.checks import circuit_check, metric_per_example
-from puzzles.verify.components import Component, all_components, all_units, units
+from puzzles.verify.components import (
+    Component,
+    all_components,
+    all_units,
+    path_units,
+    units,
+)
 
 if TYPE_CHECKING:
     from puzzles.catalog import Puzzle
@@ -36,11 +45,11 @@ class MemoEngine(AblationEngine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._memo: dict[tuple[bytes, bytes], torch.Tensor] = {}
+        self._memo: dict[tuple[bytes, ...], torch.Tensor] = {}
         self.n_runs = 0
 
     def logits(self, mask: Mask) -> torch.Tensor:
-        key = (mask.heads.cpu().numpy().tobytes(), mask.mlps.cpu().numpy().tobytes())
+        key = mask.key
         out = self._memo.get(key)
         if out is None:
             out = self._memo[key] = super().logits(mask)
@@ -91,23 +100,29 @@ def circuit_scores(
         scored[key] = out
         return dict(out)
 
+    groups: dict[str, list[Component]] = {}  # the reference minus a head, path or MLP at all of
+    for c in reference:  # its positions in the reference
+        groups.setdefault(Component(c.layer, c.head, None, c.path).name, []).append(c)
     result: dict[str, Any] = {
         "reference": score(reference),
         "every_component": score(everything),
-        "minus": {c.name: score([d for d in reference if d != c]) for c in reference},
+        "minus": {name: score([d for d in reference if d not in g]) for name, g in groups.items()},
         "random": [],
     }
     # Random circuits of the reference's size in *units* (a head or MLP at one position), drawn
     # from every unit: with whole components, a position-restricted reference's "same size" was
-    # most of the model.
+    # most of the model. A reference that names head paths is sized and drawn in paths.
     seq_len = int(engine.tokens.shape[1])
+    paths = any(c.path is not None for c in reference)
     population = all_units(
         n_layers=engine.n_layers,
         n_heads=engine.n_heads,
         attn_only=engine.attn_only,
         seq_len=seq_len,
+        paths=paths,
     )
-    size = min(sum(len(units(c, seq_len)) for c in reference), len(population))
+    split = path_units if paths else units
+    size = min(sum(len(split(c, seq_len)) for c in reference), len(population))
     for _ in range(n_random):
         pick = rng.choice(len(population), size=size, replace=False)
         result["random"].append(score([population[i] for i in sorted(pick)]))
@@ -133,15 +148,40 @@ def circuit_report(
             "n": len(items),
         }
 
+    groups = {name for c in circuits for name in c["minus"]}
     return {
         "n_seeds": len(circuits),
         "reference_circuit": reference_names,
+        "faithfulness": _faithfulness_threshold(circuits),
         "faithfulness_threshold": float(puzzle.verify.get("faithfulness_threshold", 0.8)),
         "minimality_threshold": float(puzzle.verify.get("minimality_threshold", 0.5)),
         "reference": block([c["reference"] for c in circuits]),
         "every_component": block([c["every_component"] for c in circuits]),
         "reference_minus": {
-            name: block([c["minus"][name] for c in circuits]) for name in reference_names
+            name: block([c["minus"][name] for c in circuits if name in c["minus"]])
+            for name in sorted(groups)
         },
         "random_same_size": block([r for c in circuits for r in c["random"]]),
+    }
+
+
+def _faithfulness_threshold(circuits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The faithfulness bar the measured distributions support: the midpoint between the
+    reference's lower bound and the random circuits' upper bound, where they separate."""
+    ref = [c["reference"]["faithfulness"] for c in circuits]
+    rand = [r["faithfulness"] for c in circuits for r in c["random"]]
+    ref = [x for x in ref if x is not None]
+    rand = [x for x in rand if x is not None]
+    if not ref or not rand:
+        return {"value": None, "why": "no values"}
+    low, high = lower_bound(ref), upper_bound(rand)
+    separates = low > high
+    return {
+        "value": floor_to((low + high) / 2) if separates else None,
+        "why": "midpoint between the reference's lower bound and the random circuits' upper bound"
+        if separates
+        else "the reference does not separate from random circuits of its size",
+        "separates_random": separates,
+        "reference_lower_bound": low,
+        "random_upper_bound": high,
     }

@@ -1,10 +1,15 @@
-"""Submission component names (``L1H0``, ``L0MLP``, ``L1H0@-1``) <-> TransformerLens hook names.
+"""Submission component names (``L1H0``, ``L0MLP``, ``L1H0@-1``, ``L1H0.OV@END``) <-> hooks.
 
 The one place that knows the naming: the engine and the naive baseline both go through it.
 A name without ``@`` is the component at every position; ``@`` restricts it to query positions:
-``@5``, ``@-1`` (from the end), ``@END`` (the last position), ``@3,5,7`` (several) or ``@ANSWERS``
-(the puzzle's answer positions). A component at one position is a *unit*, the grain at which
+``@5``, ``@-1`` (from the end), ``@END`` (the last position), ``@3,5,7`` (several), ``@4..END``
+(a range, both ends included) or ``@ANSWERS`` (the puzzle's answer positions). A component at one position is a *unit*, the grain at which
 circuits are sized, sampled for the random-circuit null and scored for minimality.
+
+A head's output is its attention pattern (the QK path: where it reads) times its values (the OV
+path: what it moves). ``L1H0.QK`` keeps only the pattern (the values are ablated), ``L1H0.OV``
+only the values (the pattern is ablated): a circuit can say that a head's *reading* matters but
+not where it reads, as in a head that averages every earlier position.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 _PATTERN = re.compile(
-    r"^L(?P<layer>\d+)(?:H(?P<head>\d+)|(?P<mlp>MLP))"
-    r"(?:@(?P<pos>ANSWERS|(?:END|-?\d+)(?:,(?:END|-?\d+))*))?$"
+    r"^L(?P<layer>\d+)(?:H(?P<head>\d+)(?:\.(?P<path>QK|OV))?|(?P<mlp>MLP))"
+    r"(?:@(?P<pos>ANSWERS|{item}(?:,{item})*))?$".format(
+        item=r"(?:END|-?\d+)(?:\.\.(?:END|-?\d+))?"
+    )
 )
 
 
@@ -28,6 +35,7 @@ class Component:
     layer: int
     head: int | None  # None: the layer's MLP
     position: int | None = None  # None: every position; else a non-negative sequence position
+    path: str | None = None  # a head's "QK" or "OV" path alone; None: the whole head (or an MLP)
 
     @property
     def is_mlp(self) -> bool:
@@ -36,7 +44,19 @@ class Component:
     @property
     def name(self) -> str:
         base = f"L{self.layer}MLP" if self.is_mlp else f"L{self.layer}H{self.head}"
+        if self.path is not None:
+            base += f".{self.path}"
         return base if self.position is None else f"{base}@{self.position}"
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The head paths this component keeps: both for a whole head, none for an MLP."""
+        if self.is_mlp:
+            return ()
+        return ("QK", "OV") if self.path is None else (self.path,)
+
+    def at(self, position: int | None) -> Component:
+        return Component(self.layer, self.head, position, self.path)
 
     @property
     def hook_name(self) -> str:
@@ -64,8 +84,8 @@ def parse_entry(
     if not match:
         raise ComponentError(
             f"{text!r} is not a component name; use L{{layer}}H{{head}} or L{{layer}}MLP, "
-            "optionally with @positions (e.g. 'L1H0', 'L0MLP', 'L1H0@-1', 'L1H0@END', "
-            "'L0MLP@3,4', 'L1H1@ANSWERS')"
+            "optionally a head's path (.QK or .OV) and @positions (e.g. 'L1H0', 'L0MLP', "
+            "'L1H0@-1', 'L1H0@END', 'L0MLP@3,4', 'L1H1@ANSWERS', 'L0H0.OV', 'L1H0.QK@END')"
         )
     layer = int(match["layer"])
     if layer >= n_layers:
@@ -78,11 +98,12 @@ def parse_entry(
         head = int(match["head"])
         if head >= n_heads:
             raise ComponentError(f"{text!r}: each layer has heads 0..{n_heads - 1}")
+    path = match["path"]
     spec = match["pos"]
     if spec is None:
-        return [Component(layer, head, None)]
+        return [Component(layer, head, None, path)]
     positions = _positions(text, spec, seq_len=seq_len, answer_positions=answer_positions)
-    return [Component(layer, head, pos) for pos in positions]
+    return [Component(layer, head, pos, path) for pos in positions]
 
 
 def _positions(text: str, spec: str, *, seq_len: int, answer_positions: Sequence[int]) -> list[int]:
@@ -92,15 +113,21 @@ def _positions(text: str, spec: str, *, seq_len: int, answer_positions: Sequence
         if not raw:
             raise ComponentError(f"{text!r}: this puzzle names no answer positions")
     else:
-        raw = [seq_len - 1 if p == "END" else int(p) for p in spec.split(",")]
-    positions: dict[int, None] = {}
-    for pos in raw:
-        if not -seq_len <= pos < seq_len:
-            raise ComponentError(
-                f"{text!r}: positions run from 0 to {seq_len - 1} (or -{seq_len}..-1)"
-            )
-        positions.setdefault(pos % seq_len, None)
-    return list(positions)
+        raw = []
+        for item in spec.split(","):
+            ends = [_position(text, p, seq_len) for p in item.split("..")]
+            if len(ends) == 2 and ends[1] < ends[0]:
+                raise ComponentError(f"{text!r}: the range {item} is empty")
+            raw += range(ends[0], ends[-1] + 1)
+    return list(dict.fromkeys(p % seq_len for p in raw))
+
+
+def _position(text: str, item: str, seq_len: int) -> int:
+    """One position in 0..seq_len-1 (``END`` the last, negative from the end)."""
+    pos = seq_len - 1 if item == "END" else int(item)
+    if not -seq_len <= pos < seq_len:
+        raise ComponentError(f"{text!r}: positions run from 0 to {seq_len - 1} (or -{seq_len}..-1)")
+    return pos % seq_len
 
 
 def parse_component(
@@ -129,13 +156,27 @@ def units(component: Component, seq_len: int) -> list[Component]:
     """The component at each of its positions (every position when it has none)."""
     if component.position is not None:
         return [component]
-    return [Component(component.layer, component.head, pos) for pos in range(seq_len)]
+    return [component.at(pos) for pos in range(seq_len)]
 
 
-def all_units(*, n_layers: int, n_heads: int, attn_only: bool, seq_len: int) -> list[Component]:
-    """Every head and MLP at every position: the population random circuits are drawn from."""
+def path_units(component: Component, seq_len: int) -> list[Component]:
+    """The component's units split into head paths: a whole head at a position is two (its QK
+    and its OV path), an MLP or a single path one. The grain of a circuit that names paths."""
+    return [
+        Component(u.layer, u.head, u.position, path)
+        for u in units(component, seq_len)
+        for path in (u.paths or (None,))
+    ]
+
+
+def all_units(
+    *, n_layers: int, n_heads: int, attn_only: bool, seq_len: int, paths: bool = False
+) -> list[Component]:
+    """Every head and MLP at every position (with ``paths``, every head's QK and OV path
+    separately): the population random circuits are drawn from."""
     components = all_components(n_layers=n_layers, n_heads=n_heads, attn_only=attn_only)
-    return [unit for comp in components for unit in units(comp, seq_len)]
+    split = path_units if paths else units
+    return [unit for comp in components for unit in split(comp, seq_len)]
 
 
 def parse_circuit(
@@ -149,7 +190,8 @@ def parse_circuit(
 ) -> list[Component]:
     """Parse and de-duplicate a CIRCUIT list (order kept); raises ComponentError on the first bad one.
 
-    A unit also covered by a whole-component entry is dropped (it adds nothing)."""
+    A unit (or a head path) also covered by a whole-component entry is dropped (it adds nothing),
+    and so is a head path covered by the whole head at its positions."""
     seen: dict[Component, None] = {}
     for entry in entries:
         for comp in parse_entry(
@@ -161,5 +203,11 @@ def parse_circuit(
             answer_positions=answer_positions,
         ):
             seen.setdefault(comp, None)
-    whole = {(c.layer, c.head) for c in seen if c.position is None}
-    return [c for c in seen if c.position is None or (c.layer, c.head) not in whole]
+
+    def covered(c: Component) -> bool:
+        wider = {Component(c.layer, c.head, None, None), Component(c.layer, c.head, None, c.path)}
+        if c.path is not None:
+            wider.add(Component(c.layer, c.head, c.position, None))
+        return bool((wider - {c}) & seen.keys())
+
+    return [c for c in seen if not covered(c)]

@@ -10,8 +10,10 @@ import pytest
 from slack_sdk import WebClient
 
 from bot.settings import Settings
-from storage.db import make_engine, session_factory, upgrade_database
-from support.scheduler import make_settings, write_catalog
+from storage.db import make_engine, session_factory, session_scope, upgrade_database
+from support.scheduler import CHANNEL, make_settings, utc, write_catalog
+
+PLANNED_AT = utc(2026, 11, 25, 12)  # a Wednesday; 13:00 in Berlin
 
 
 @pytest.fixture
@@ -66,3 +68,19 @@ def slack_server():
 @pytest.fixture
 def client(slack_server) -> WebClient:
     return WebClient(token=slack_server.token, base_url=slack_server.api_url)
+
+
+@pytest.fixture
+def round_id(factory, settings) -> int:
+    """The test catalog's ``alpha`` planned at ``PLANNED_AT`` in the puzzle channel, no hints."""
+    from bot.services import rounds
+
+    with session_scope(factory) as s:
+        return rounds.plan(
+            session=s,
+            slug="alpha",
+            channel_id=CHANNEL,
+            now=PLANNED_AT,
+            seed_hints=False,
+            settings=settings,
+        ).id

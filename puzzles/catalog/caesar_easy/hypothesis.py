@@ -25,7 +25,7 @@ HYPOTHESIS = {
     "answer": {"from": ["shift"]},
 }
 
-CIRCUIT = ["L0H0", "L0H1", "L0MLP"]
+CIRCUIT = ["L0H0.OV", "L0H1.OV", "L0MLP", "L0H0.QK@0..11", "L0H1.QK@0..11"]  # as in solution.py
 
 # (lowest ciphertext letter of the run, letters in the run) -> offset from the cyclic start
 EXCEPTIONS = {(9, 1): 4, (10, 1): 4, (21, 1): 4, (1, 3): 1, (0, 4): 1}

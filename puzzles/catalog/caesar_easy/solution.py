@@ -2,8 +2,11 @@
 
 import torch
 
-# Both heads build a bag-of-letters summary; the MLP decodes the five-letter window to a shift.
-CIRCUIT = ["L0H0", "L0H1", "L0MLP"]
+# Both heads move a bag-of-letters summary (OV) to every position; the MLP decodes the five-letter
+# window to a shift. Where they read (QK: the letter weighting, query-independent) matters at every
+# position but least of all paths: each query position's pattern carries only that position's
+# answer, so the circuit keeps it at half of them (see writeup.md).
+CIRCUIT = ["L0H0.OV", "L0H1.OV", "L0MLP", "L0H0.QK@0..11", "L0H1.QK@0..11"]
 
 # Letter sets (lowest ciphertext letter, number of consecutive letters used) where the MLP's
 # choice among the consistent shifts is not the cyclic start: measured on 6000 ambiguous texts.

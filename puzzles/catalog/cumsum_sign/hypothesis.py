@@ -18,7 +18,7 @@ HYPOTHESIS = {
     "answer": {"from": ["running_mean"]},
 }
 
-CIRCUIT = ["L0H0", "L0MLP"]
+CIRCUIT = ["L0H0.OV", "L0MLP"]  # as in solution.py: the head's QK path is not needed
 
 
 def running_mean(tokens: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,11 @@ token's weight reads as '?'. The scores below were fitted to the model's answers
 
 import torch
 
-CIRCUIT = ["L0H0", "L0H1", "L0H2", "L1H0", "L1H1", "L1H2"]
+# Layer 0 counts each letter's occurrences from position 1 on; layer 1's vote is needed from
+# position 4 on (before that, layer 0's counts settle the answer).
+CIRCUIT = [
+    "L0H0@1..END", "L0H1@1..END", "L0H2@1..END", "L1H0@4..END", "L1H1@4..END", "L1H2@4..END"
+]
 
 # Per count of the candidate's letter in the prefix (1, 2, 3, 4 or more): a constant, a part
 # weighted by 1 / (p + 2) (it fades as the prefix grows) and a part weighted by p / 19.

@@ -9,6 +9,7 @@ from support.cycle_fixtures import (  # noqa: F401  (fixtures)
     catalog,
     client,
     factory,
+    round_id,
     settings,
     slack_server,
     url,

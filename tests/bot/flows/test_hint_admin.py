@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import pytest
-from support.scheduler import ADMIN, CHANNEL, utc
+from support.cycle_fixtures import PLANNED_AT
+from support.scheduler import ADMIN, utc
 
 from bot.flows import hint_admin
-from bot.services import hints, rounds
+from bot.services import hints
 from bot.services.hints import HintError
 from storage.db import session_scope
 from storage.models import HintStatus
 
 pytestmark = pytest.mark.usefixtures("catalog")  # the test catalog (conftest)
 
-NOW = utc(2026, 11, 25, 12)  # a Wednesday; 13:00 in Berlin
-
-
-@pytest.fixture
-def round_id(factory, settings) -> int:
-    with session_scope(factory) as s:
-        return rounds.plan(
-            session=s,
-            slug="alpha",
-            channel_id=CHANNEL,
-            now=NOW,
-            seed_hints=False,
-            settings=settings,
-        ).id
+NOW = PLANNED_AT  # when the round_id fixture planned the round: a Wednesday, 13:00 in Berlin
 
 
 def test_admin_hint_command(factory, settings, round_id) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from support.scheduler import ADMIN, CHANNEL, utc
+from support.cycle_fixtures import PLANNED_AT
+from support.scheduler import ADMIN, utc
 
 from bot import scheduler as schedule
 from bot.flows import hint_admin
@@ -14,21 +15,8 @@ from storage.db import session_scope
 from storage.models import OutboxMessage
 
 pytestmark = pytest.mark.usefixtures("catalog")  # the test catalog (conftest)
-NOW = utc(2026, 11, 25, 12)  # a Wednesday; 13:00 in Berlin
+NOW = PLANNED_AT  # when the round_id fixture planned the round: a Wednesday, 13:00 in Berlin
 TZ = "Europe/Berlin"
-
-
-@pytest.fixture
-def round_id(factory, settings) -> int:
-    with session_scope(factory) as s:
-        return rounds.plan(
-            session=s,
-            slug="alpha",
-            channel_id=CHANNEL,
-            now=NOW,
-            seed_hints=False,
-            settings=settings,
-        ).id
 
 
 def _posted_texts(factory) -> list[str]:

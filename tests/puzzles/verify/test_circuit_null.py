@@ -1,6 +1,6 @@
-"""Circuits at positions: the reference is a small strict subset of the model and passes; random
-circuits of its size and the every-component circuit fail (the per-puzzle null), on every puzzle
-where the model's units allow it. The engine runs in-process on small batches (no sandbox)."""
+"""Circuits at positions: the reference is a strict subset of the model and passes; random
+circuits of its size and the every-component circuit fail (the per-puzzle null), on every puzzle.
+The engine runs in-process on small batches (no sandbox)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,25 @@ import pytest
 from puzzles.catalog import list_puzzles
 from puzzles.models import load_task
 from puzzles.verify.ablation import AblationEngine
+from puzzles.verify.calibration import load_calibration
 from puzzles.verify.checks import circuit_check, metric_per_example
 from puzzles.verify.components import (
     ComponentError,
     all_components,
     all_units,
     parse_circuit,
+    path_units,
     units,
 )
 from puzzles.verify.engine import _model
 
 PUZZLES = [p for p in list_puzzles() if p.weights_path.is_file()]
-WHOLE_MODEL = {"caesar_easy", "cumsum_sign", "first_unique"}
+EVERY_UNIT_MATTERS = {"caesar_easy", "cumsum_sign", "first_unique"}
 """Every unit of these models carries some answer (one layer, or answers at almost every
-position): no strict subset of heads/MLPs at positions is faithful, so no null can fail there.
-Measured; see the README's "Verifying a solution"."""
+position): their references leave out only what matters least (a head's QK path, layer 1 at the
+first positions), so they are strict subsets but not small ones, and a size bound
+(``max_circuit_units``) is what fails every component there. See the README's "Verifying a
+solution"."""
 
 
 def _reference(puzzle) -> list[str]:
@@ -55,8 +59,30 @@ def setup(request):
     return puzzle, engine, reference, shape
 
 
-def _n_units(circuit, seq_len: int) -> int:
-    return sum(len(units(c, seq_len)) for c in circuit)
+def _shape(puzzle) -> dict:
+    cfg, task = puzzle.model_config, load_task(puzzle)
+    return dict(
+        n_layers=int(cfg["n_layers"]),
+        n_heads=int(cfg["n_heads"]),
+        attn_only=bool(cfg.get("attn_only", False)),
+        seq_len=task.SEQ_LEN,
+        answer_positions=task.ANSWER_POSITIONS,
+    )
+
+
+def _paths(circuit) -> bool:
+    """A reference that names head paths is sized, and its null drawn, in paths."""
+    return any(c.path is not None for c in circuit)
+
+
+def _n_units(circuit, seq_len: int, *, paths: bool = False) -> int:
+    split = path_units if paths else units
+    return sum(len(split(c, seq_len)) for c in circuit)
+
+
+def _population(shape, reference):
+    keys = ("n_layers", "n_heads", "attn_only", "seq_len")
+    return all_units(**{k: shape[k] for k in keys}, paths=_paths(reference))
 
 
 def test_reference_circuit_passes(setup) -> None:
@@ -68,24 +94,23 @@ def test_reference_circuit_passes(setup) -> None:
     assert 0 < pe["n_faithful"] <= pe["n_defined"] <= pe["n_examples"] == 400
 
 
-def test_reference_is_a_small_strict_subset(setup) -> None:
+def test_reference_is_a_strict_subset(setup) -> None:
     puzzle, _, reference, shape = setup
-    population = all_units(**{k: shape[k] for k in ("n_layers", "n_heads", "attn_only", "seq_len")})
-    size = _n_units(reference, shape["seq_len"])
-    if puzzle.slug in WHOLE_MODEL:
-        assert size == len(population), "re-measure the null: the reference is no longer whole"
-        pytest.skip(
-            f"{puzzle.slug}: the reference is the whole model (no strict subset is faithful)"
-        )
-    assert size <= 0.4 * len(population)
+    population = _population(shape, reference)
+    size = _n_units(reference, shape["seq_len"], paths=_paths(reference))
+    if puzzle.slug not in EVERY_UNIT_MATTERS:
+        assert size <= 0.4 * len(population)  # small
+        return
+    assert size < len(population)
+    n_paths = _n_units(reference, shape["seq_len"], paths=True)
+    everything = _n_units(_population(shape, []), shape["seq_len"], paths=True)
+    assert n_paths <= int(puzzle.verify["max_circuit_units"]) < everything
 
 
 def test_random_circuits_of_the_reference_size_fail(setup) -> None:
     puzzle, engine, reference, shape = setup
-    if puzzle.slug in WHOLE_MODEL:
-        pytest.skip(f"{puzzle.slug}: the reference is the whole model")
-    population = all_units(**{k: shape[k] for k in ("n_layers", "n_heads", "attn_only", "seq_len")})
-    size = _n_units(reference, shape["seq_len"])
+    population = _population(shape, reference)
+    size = _n_units(reference, shape["seq_len"], paths=_paths(reference))
     metric = puzzle.verify["metric"]
     targets = engine.clean_logits.argmax(-1)
     m_full = metric_per_example(engine.clean_logits, targets, metric).mean()
@@ -103,8 +128,6 @@ def test_random_circuits_of_the_reference_size_fail(setup) -> None:
 
 def test_every_component_fails_minimality(setup) -> None:
     puzzle, engine, reference, shape = setup
-    if puzzle.slug in WHOLE_MODEL:
-        pytest.skip(f"{puzzle.slug}: every component IS the reference here")
     everything = all_components(
         n_layers=shape["n_layers"], n_heads=shape["n_heads"], attn_only=shape["attn_only"]
     )
@@ -113,6 +136,22 @@ def test_every_component_fails_minimality(setup) -> None:
     assert result.details["faithfulness"] == pytest.approx(1.0)
     assert not result.details["minimality_passed"], result.message
     assert not result.passed
+
+
+@pytest.mark.parametrize("puzzle", PUZZLES, ids=[p.slug for p in PUZZLES])
+def test_faithfulness_threshold_lies_in_its_calibrated_interval(puzzle) -> None:
+    """puzzle.toml's bar sits above the random circuits' upper bound and at or below the
+    reference's lower bound, as measured by ``calibrate`` (where its circuit section has them)."""
+    doc = load_calibration(puzzle) or {}
+    bar = doc.get("circuit", {}).get("faithfulness")
+    if not bar or bar.get("reference_lower_bound") is None:
+        pytest.skip(f"{puzzle.slug}: calibration.json has no faithfulness bounds yet")
+    assert doc["circuit"]["reference_circuit"] == [
+        c.name for c in parse_circuit(_reference(puzzle), **_shape(puzzle))
+    ], "CIRCUIT changed: run `circuitboard puzzles calibrate SLUG --circuit-only`"
+    assert bar["separates_random"]
+    threshold = float(puzzle.verify["faithfulness_threshold"])
+    assert bar["random_upper_bound"] < threshold <= bar["reference_lower_bound"]
 
 
 def test_position_syntax() -> None:

@@ -120,6 +120,44 @@ def test_calibrate_dry_run_prints_thresholds_and_show_displays_calibration() -> 
     assert f"{doc['n_seeds']} seeds" in shown.output
 
 
+def test_calibrate_circuit_only_measures_the_circuit_null_and_keeps_the_rest(
+    tmp_path, monkeypatch
+) -> None:
+    """--circuit-only reruns the circuit baselines alone (after a CIRCUIT change): the random
+    circuits of the reference's size, in head paths where it names them, and the faithfulness
+    bar's bounds; the replication and causal sections on file stay as they were."""
+    import shutil
+
+    from bot.cli.puzzles import app
+    from puzzles.catalog import EXTRA_PATH_ENV, get_puzzle
+
+    copy = tmp_path / "cumsum_copy"  # a copy under its own slug: the shipped files stay as they are
+    shutil.copytree(get_puzzle("cumsum_sign").path, copy)
+    toml = (copy / "puzzle.toml").read_text()
+    (copy / "puzzle.toml").write_text(toml.replace('slug = "cumsum_sign"', 'slug = "cumsum_copy"'))
+    monkeypatch.setenv(EXTRA_PATH_ENV, str(tmp_path))
+    puzzle = get_puzzle("cumsum_copy")
+    before = json.loads((puzzle.path / "calibration.json").read_text())
+    toml_before = (puzzle.path / "puzzle.toml").read_text()
+    args = ["calibrate", "cumsum_copy", "--circuit-only", "--circuit-seeds", "2"]
+    result = CliRunner().invoke(app, [*args, "--random-circuits", "3"])
+    assert result.exit_code == 0, result.output
+    assert "circuit section only" in result.output and "faithfulness bar" in result.output
+    after = json.loads((puzzle.path / "calibration.json").read_text())
+    circuit = after["circuit"]
+    assert circuit["n_seeds"] == 2 and circuit["random_same_size"]["n"] == 6
+    assert circuit["reference_circuit"] == ["L0H0.OV", "L0MLP"]
+    assert set(circuit["reference_minus"]) == {"L0H0.OV", "L0MLP"}
+    assert circuit["reference"]["pass_rate"] == 1.0
+    assert circuit["random_same_size"]["pass_rate"] == 0.0
+    bar = circuit["faithfulness"]
+    assert bar["random_upper_bound"] < bar["reference_lower_bound"]
+    assert {k: after[k] for k in ("thresholds", "causal", "n_seeds")} == {
+        k: before[k] for k in ("thresholds", "causal", "n_seeds")
+    }
+    assert (puzzle.path / "puzzle.toml").read_text() == toml_before
+
+
 def test_the_worker_stores_the_quality_score_as_the_ranking_score() -> None:
     from bot.worker.verification import outcome_of as _outcome
 

@@ -16,8 +16,10 @@ from puzzles.verify.components import (
     Component,
     ComponentError,
     all_components,
+    all_units,
     parse_circuit,
     parse_component,
+    path_units,
 )
 
 
@@ -64,6 +66,71 @@ def test_engine_equals_naive(attn_only: bool, ablation: str) -> None:
             )
             checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize(
+    ("attn_only", "ablation"), [(True, "mean"), (False, "mean"), (False, "resample")]
+)
+def test_head_paths_equal_naive(attn_only: bool, ablation: str) -> None:
+    """A head's QK or OV path kept alone: the engine against hooks that rebuild ``z`` from the
+    hooked pattern and values, in every layer and at single positions."""
+    model, tokens = _toy(attn_only)
+    engine = AblationEngine(model, tokens, answer_positions=[5, 2], ablation=ablation, seed=1)
+    kw = {"n_layers": 2, "n_heads": 2, "attn_only": attn_only, "seq_len": 6}
+    circuits = [
+        ["L0H0.QK"],
+        ["L0H0.OV"],
+        ["L0H0.QK", "L0H1.OV", "L1H0.OV", "L1H1.QK@5"],
+        ["L0H0.OV@1..3", "L0H1", "L1H0.QK@END", "L1H1.OV@2"],
+        ["L1H0.QK", "L1H1.OV"],  # the last layer only: computed at the answer positions
+    ]
+    if not attn_only:
+        circuits += [["L0H1.OV", "L0MLP", "L1MLP@5"]]
+    for entries in circuits:
+        mask = engine.mask_for(parse_circuit(entries, **kw))
+        torch.testing.assert_close(
+            engine.logits(mask), naive_logits(model, engine, mask), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_a_head_is_its_two_paths() -> None:
+    """Both paths kept is the whole head; one path kept is neither the head nor its ablation."""
+    model, tokens = _toy(attn_only=True)
+    engine = AblationEngine(model, tokens, answer_positions=[5])
+    kw = {"n_layers": 2, "n_heads": 2, "attn_only": True, "seq_len": 6}
+
+    def logits(entries):
+        return engine.logits(engine.mask_for(parse_circuit(entries, **kw)))
+
+    torch.testing.assert_close(logits(["L0H0.QK", "L0H0.OV"]), logits(["L0H0"]))
+    for path in ("L0H0.QK", "L0H0.OV"):
+        assert not torch.allclose(logits([path]), logits(["L0H0"]))
+        assert not torch.allclose(logits([path]), logits([]))
+
+
+def test_path_names_and_sizes() -> None:
+    kw = {"n_layers": 2, "n_heads": 2, "attn_only": False, "seq_len": 6}
+    parsed = parse_circuit(["L0H0.qk", "L1H1.OV@2..END", "L1H1@3", "L0H0", "L0MLP@0..1"], **kw)
+    # L0H0.QK adds nothing to the whole L0H0; L1H1.OV@3 nothing to the whole head at 3
+    assert [c.name for c in parsed] == [
+        "L1H1.OV@2",
+        "L1H1.OV@4",
+        "L1H1.OV@5",
+        "L1H1@3",
+        "L0H0",
+        "L0MLP@0",
+        "L0MLP@1",
+    ]
+    assert sum(len(path_units(c, 6)) for c in parsed) == 3 + 2 + 12 + 2
+    assert len(all_units(**kw, paths=True)) == 2 * 6 * (2 * 2 + 1)
+    for bad, why in [
+        ("L0MLP.OV", "not a component"),
+        ("L0H0.VO", "not a component"),
+        ("L0H0@4..2", "empty"),
+        ("L0H0@2..9", "positions run"),
+    ]:
+        with pytest.raises(ComponentError, match=why):
+            parse_circuit([bad], **kw)
 
 
 def test_ablations_change_the_output() -> None:
