@@ -52,6 +52,9 @@ _SL_SUCC = '"site": ["L0H0@11..19", "L0H1@11..19"],'
 _SL_ANSWER = '    "answer": {"from": ["first", "successors"]},\n'
 _CE_LETTERS = '"site": ["L0H0@0..23", "L0H1@0..23"],'
 _CE_ANSWER = '    "answer": {"from": ["shift"]},\n'
+_FU_LETTERS = '"site": ["L0H0", "L0H1", "L0H2"],'
+_FU_ROLES = "chars, letters = tokens[:, 1:], letters.long()"
+_FU_ANSWER = '    "answer": {"from": ["tokens", "letters"]},\n'
 _CS_ANSWER = '    "answer": {"from": ["running_mean"]},\n'
 WRONG: dict[str, list[tuple[str, str, list[Edit]]]] = {
     "palindromes": [
@@ -163,6 +166,33 @@ WRONG: dict[str, list[tuple[str, str, list[Edit]]]] = {
             ],
         ),
     ],
+    # One variable, two roles in the vote: which letters (from layer 0) and how often each occurs
+    # (from the tokens' own embeddings, which layer 1 compares them with). writeup.md.
+    "first_unique": [
+        # the layer-1 heads do not carry layer 0's letters: their patch moves the answer elsewhere
+        ("wrong-site", "letters", [(_FU_LETTERS, '"site": ["L1H0", "L1H1", "L1H2"],')]),
+        (
+            "roles-swapped",
+            "letters",
+            [(_FU_ROLES, "chars, letters = letters.long(), tokens[:, 1:]")],
+        ),
+        (
+            "not-computed",  # "layer 0 holds the counts too": the letters alone decide the vote
+            "letters",
+            [(_FU_ROLES, "chars, letters = letters.long(), letters.long()")],
+        ),
+        (
+            "false-attention",  # the layer-0 heads avoid the query's own letter, itself included
+            "attention",
+            [
+                (
+                    _FU_ANSWER,
+                    _FU_ANSWER
+                    + '    "attention": [{"head": "L0H0", "query": "5..19", "key": "p"}],\n',
+                )
+            ],
+        ),
+    ],
     # One variable: "two roles swapped" does not apply. The reference makes no attention claim,
     # so a false one is measured against the default attention bar.
     "cumsum_sign": [
@@ -208,6 +238,10 @@ PARTIAL: dict[str, list[tuple[str, str, list[Edit]]]] = {
             "pair0",
             [(_FDS[0], '"site": ["L0H0@9", "L0H2@9", "L0H0@10", "L0H1@10", "L0H2@10"],')],
         ),
+    ],
+    "first_unique": [
+        # the letters in L0H0 alone, the head that weights the first ones most (writeup.md)
+        ("letters-in-L0H0-only", "letters", [(_FU_LETTERS, '"site": ["L0H0"],')]),
     ],
 }
 
