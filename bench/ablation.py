@@ -48,7 +48,16 @@ class NaiveEngine:
             cache[f"blocks.{layer}.attn.hook_z"].mean(0, keepdim=True)
             for layer in range(ref.n_layers)
         ]
+        ref.pattern_ablated = [
+            cache[f"blocks.{layer}.attn.hook_pattern"].mean(0, keepdim=True)
+            for layer in range(ref.n_layers)
+        ]
+        ref.v_ablated = [  # [1, heads, seq, d_head], as the engine keeps its values
+            cache[f"blocks.{layer}.attn.hook_v"].mean(0, keepdim=True).transpose(1, 2)
+            for layer in range(ref.n_layers)
+        ]
         ref._ablated_ready = True
+        self.n_layers, self.seq, self.attn_only = ref.n_layers, ref.seq, ref.attn_only
         ref.mlp_ablated = [
             None if ref.attn_only else cache[f"blocks.{layer}.hook_mlp_out"].mean(0, keepdim=True)
             for layer in range(ref.n_layers)
