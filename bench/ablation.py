@@ -25,7 +25,7 @@ import torch  # noqa: E402
 from puzzles.catalog import get_puzzle  # noqa: E402
 from puzzles.models import load_model, load_task  # noqa: E402
 from puzzles.verify.ablation import AblationEngine, Mask, naive_logits  # noqa: E402
-from puzzles.verify.checks import circuit_check  # noqa: E402
+from puzzles.verify.circuit_check import circuit_check  # noqa: E402
 from puzzles.verify.components import all_components, parse_circuit  # noqa: E402
 
 

@@ -256,7 +256,8 @@ def _calibrate_causal(p, seeds: int, write: bool) -> None:
     import json
 
     from puzzles.verify.calibration import load_calibration, write_calibration
-    from puzzles.verify.causal_calibration import WRONG, calibrate_causal, toml_values
+    from puzzles.verify.causal_calibration import calibrate_causal, toml_values
+    from puzzles.verify.wrong_hypotheses import WRONG
 
     if not (p.path / "hypothesis.py").is_file() or p.slug not in WRONG:
         typer.echo(

@@ -48,11 +48,12 @@ from puzzles.verify.calibration_stats import (
     summary,
     upper_bound,
 )
-from puzzles.verify.causal_calibration import WRONG, calibrate_causal, toml_values
+from puzzles.verify.causal_calibration import calibrate_causal, toml_values
 from puzzles.verify.checks import replication_check
 from puzzles.verify.circuit_baselines import MemoEngine, circuit_report, circuit_scores
 from puzzles.verify.components import Component, parse_circuit
 from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, mine_hard_set
+from puzzles.verify.wrong_hypotheses import WRONG
 
 if TYPE_CHECKING:
     from puzzles.catalog import Puzzle

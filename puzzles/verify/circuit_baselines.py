@@ -26,7 +26,8 @@ from puzzles.verify.calibration_stats import (
     summary,
     upper_bound,
 )
-from puzzles.verify.checks import circuit_check, metric_per_example
+from puzzles.verify.checks import metric_per_example
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import (
     Component,
     all_components,

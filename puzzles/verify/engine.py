@@ -22,7 +22,8 @@ import torch
 from puzzles.models import load_model, load_task, model_predictions
 from puzzles.verify import causal_section
 from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.checks import circuit_check, replication_check
+from puzzles.verify.checks import replication_check
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import ComponentError, parse_circuit
 from puzzles.verify.hardset import DEFAULT_POOL, DEFAULT_SIZE, HardSet, cached_hard_set
 from puzzles.verify.quality import verdict_quality

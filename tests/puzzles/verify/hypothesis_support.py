@@ -1,7 +1,7 @@
 """One bench per puzzle for the hypothesis tests: its model, an ablation engine per seed (built
 once, POOL inputs drawn from the seed), the reference hypothesis and the trusted causal check.
 
-The wrong hypotheses the tests assert are ``causal_calibration.WRONG``, the list the causal
+The wrong hypotheses the tests assert are ``wrong_hypotheses.WRONG``, the list the causal
 calibration measures, applied with the same exactly-once edits (``replace_once``)."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 from puzzles.catalog import Puzzle, get_puzzle
 from puzzles.models import load_task
 from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.causal_calibration import WRONG, mutate, replace_once
 from puzzles.verify.causal_section import check_trusted
 from puzzles.verify.engine import _model
 from puzzles.verify.verdict import CheckResult
+from puzzles.verify.wrong_hypotheses import WRONG, mutate, replace_once
 
 POOL = 600
 

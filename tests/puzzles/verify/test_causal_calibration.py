@@ -12,8 +12,9 @@ from hypothesis_support import bench
 from puzzles.catalog import get_puzzle, load_puzzle_dir
 from puzzles.verify.calibration import write_calibration
 from puzzles.verify.calibration_stats import upper_bound
-from puzzles.verify.causal_calibration import PARTIAL, WRONG, _pair, mutate, toml_values
+from puzzles.verify.causal_calibration import _pair, toml_values
 from puzzles.verify.causal_check import HOLDS
+from puzzles.verify.wrong_hypotheses import PARTIAL, WRONG, mutate
 
 
 def test_holds_is_the_midpoint_of_the_bounds_and_partly_the_wrong_claims_bound() -> None:

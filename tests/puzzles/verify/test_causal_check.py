@@ -1,5 +1,5 @@
 """The causal check: the palindromes reference hypothesis holds on secret seeds; each kind of
-wrong hypothesis (``causal_calibration.WRONG``, the ones the calibration measures) fails, naming
+wrong hypothesis (``wrong_hypotheses.WRONG``, the ones the calibration measures) fails, naming
 the claim that does not hold. In-process (the code is ours)."""
 
 from __future__ import annotations

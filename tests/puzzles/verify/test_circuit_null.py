@@ -13,7 +13,8 @@ from puzzles.catalog import list_puzzles
 from puzzles.models import load_task
 from puzzles.verify.ablation import AblationEngine
 from puzzles.verify.calibration import load_calibration
-from puzzles.verify.checks import circuit_check, metric_per_example
+from puzzles.verify.checks import metric_per_example
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import (
     ComponentError,
     all_components,

@@ -1,5 +1,5 @@
 """The cumsum_sign reference hypothesis holds on secret seeds; each kind of wrong hypothesis that
-applies to this one-variable model (``causal_calibration.WRONG``, the ones the calibration
+applies to this one-variable model (``wrong_hypotheses.WRONG``, the ones the calibration
 measures) fails. In-process (the code is ours).
 
 "Two roles swapped" does not apply: the hypothesis has one variable (the running mean at the

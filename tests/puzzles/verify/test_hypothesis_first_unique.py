@@ -1,5 +1,5 @@
 """The first_unique reference hypothesis holds on secret seeds at its calibrated bar; each kind of
-wrong hypothesis (``causal_calibration.WRONG``, the ones the calibration measures) fails. In-process
+wrong hypothesis (``wrong_hypotheses.WRONG``, the ones the calibration measures) fails. In-process
 (the code is ours).
 
 One variable (``letters``, the prefix's letters as the three layer-0 heads spread them) read in two

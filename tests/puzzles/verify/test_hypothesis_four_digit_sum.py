@@ -1,6 +1,6 @@
 """The four_digit_sum reference hypothesis holds on secret seeds (per-variable IIA in the verdict
 JSON); each kind of wrong hypothesis fails, naming the claim that does not hold. The wrong
-hypotheses are the ones the causal calibration measures (``causal_calibration.WRONG``)."""
+hypotheses are the ones the causal calibration measures (``wrong_hypotheses.WRONG``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The sorted-list reference hypothesis holds on secret seeds; each kind of wrong hypothesis that
-applies to this model (``causal_calibration.WRONG``, the ones the calibration measures) fails,
+applies to this model (``wrong_hypotheses.WRONG``, the ones the calibration measures) fails,
 naming the claim that does not hold. In-process (the code is ours)."""
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from puzzles.verify.ablation import AblationEngine, naive_logits
-from puzzles.verify.checks import circuit_check, metric_per_example
+from puzzles.verify.checks import metric_per_example
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import (
     Component,
     ComponentError,
@@ -131,6 +132,31 @@ def test_path_names_and_sizes() -> None:
     ]:
         with pytest.raises(ComponentError, match=why):
             parse_circuit([bad], **kw)
+
+
+@pytest.mark.parametrize("attn_only", [True, False])
+def test_a_last_layer_unit_spliced_from_its_component_pass_is_exact(attn_only: bool) -> None:
+    """The circuit check's shortcut: the circuit without one last-layer unit equals the circuit
+    without its component everywhere, read at the unit's position (nothing later reads it)."""
+    from puzzles.verify.circuit_check import _LastLayer, _without
+
+    model, tokens = _toy(attn_only)
+    engine = AblationEngine(model, tokens, answer_positions=[5, 2, 3], ablation="resample")
+    kw = {"n_layers": 2, "n_heads": 2, "attn_only": attn_only, "seq_len": 6}
+    entries = ["L0H0", "L1H0", "L1H1.QK@2..5", "L1H1.OV@5"] + ([] if attn_only else ["L1MLP"])
+    circuit = parse_circuit(entries, **kw)
+    mask = engine.mask_for(circuit)
+    last_layer = _LastLayer(engine, mask, engine.logits(mask))
+    checked = 0
+    for unit in [u for c in circuit for u in path_units(c, 6) if u.layer == 1]:
+        spliced = last_layer.logits_without(unit)
+        if unit.position not in (5, 2, 3):
+            assert spliced is None
+            continue
+        torch.testing.assert_close(spliced, engine.logits(_without(mask, unit)))
+        checked += 1
+    assert checked >= 8
+    assert last_layer.logits_without(Component(0, 0, 5)) is None  # not the last layer
 
 
 def test_ablations_change_the_output() -> None:

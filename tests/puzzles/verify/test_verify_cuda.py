@@ -14,7 +14,7 @@ from puzzles.catalog import get_puzzle, list_puzzles
 from puzzles.models import load_model, load_task
 from puzzles.verify import verify_submission
 from puzzles.verify.ablation import AblationEngine, naive_logits
-from puzzles.verify.checks import circuit_check
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import all_components
 
 pytestmark = [

@@ -11,7 +11,7 @@ from puzzles.catalog import list_puzzles
 from puzzles.models import load_task
 from puzzles.verify import verify_submission
 from puzzles.verify.ablation import AblationEngine
-from puzzles.verify.checks import circuit_check
+from puzzles.verify.circuit_check import circuit_check
 from puzzles.verify.components import Component, all_components
 from puzzles.verify.engine import _model
 
