@@ -15,6 +15,8 @@ import torch
 from puzzles.catalog import Puzzle, get_puzzle
 from puzzles.models import load_task
 from puzzles.verify.ablation import AblationEngine
+from puzzles.verify.calibration import load_reference
+from puzzles.verify.causal_check import HOLDS
 from puzzles.verify.causal_section import check_trusted
 from puzzles.verify.engine import _model
 from puzzles.verify.verdict import CheckResult
@@ -22,7 +24,16 @@ from puzzles.verify.wrong_hypotheses import WRONG, mutate, replace_once
 
 POOL = 600
 
-__all__ = ["POOL", "WRONG", "Bench", "bench", "mutate", "replace_once", "wrong_edits"]
+__all__ = [
+    "POOL",
+    "WRONG",
+    "Bench",
+    "bench",
+    "mutate",
+    "predict_is_the_solution",
+    "replace_once",
+    "wrong_edits",
+]
 
 
 @dataclass
@@ -50,6 +61,18 @@ class Bench:
             source, self.engine(seed), self.task, dict(self.puzzle.verify), seed=seed
         )
 
+    def assert_wrong_fails(self, edits: list[tuple[str, str]], failing: str) -> None:
+        """The reference with ``edits`` fails on seed 101, on the claim it broke (``failing``: a
+        variable, or "attention" with every variable still holding), and the message says so."""
+        check = self.check(mutate(self.reference, edits), 101)
+        assert not check.passed, check.message
+        if failing == "attention":
+            assert check.details["attention"][0]["status"] != HOLDS
+            assert all(r["status"] == HOLDS for r in check.details["variables"].values())
+        else:
+            assert check.details["variables"][failing]["status"] != HOLDS, check.message
+        assert "does not hold" in check.message or "partly" in check.message
+
 
 def bench(slug: str) -> Bench:
     torch.set_num_threads(1)  # small models: threads only contend on a shared box
@@ -65,3 +88,13 @@ def bench(slug: str) -> Bench:
 def wrong_edits(slug: str, kind: str) -> list[tuple[str, str]]:
     """The text edits of ``slug``'s wrong hypothesis of ``kind`` (e.g. "roles-swapped")."""
     return next(edits for k, _, edits in WRONG[slug] if k == kind)
+
+
+def predict_is_the_solution(slug: str) -> bool:
+    """hypothesis.py's ``predict`` gives solution.py's answers, edge cases included."""
+    puzzle = get_puzzle(slug)
+    namespace: dict = {}
+    exec((puzzle.path / "hypothesis.py").read_text(encoding="utf-8"), namespace)
+    task = load_task(puzzle)
+    tokens = torch.cat([task.generate(500, 7), torch.as_tensor(task.edge_cases()).long()])
+    return torch.equal(namespace["predict"](tokens), load_reference(puzzle).predict(tokens))

@@ -9,12 +9,8 @@ the only path from the letters to the answer, so patching either carries the sou
 from __future__ import annotations
 
 import pytest
-import torch
-from hypothesis_support import WRONG, bench, mutate
+from hypothesis_support import WRONG, bench, predict_is_the_solution
 
-from puzzles.catalog import get_puzzle
-from puzzles.models import load_task
-from puzzles.verify.calibration import load_reference
 from puzzles.verify.causal_check import HOLDS
 
 
@@ -24,12 +20,7 @@ def caesar():
 
 
 def test_hypothesis_predict_is_the_reference_solution() -> None:
-    puzzle = get_puzzle("caesar_easy")
-    namespace: dict = {}
-    exec((puzzle.path / "hypothesis.py").read_text(), namespace)
-    task = load_task(puzzle)
-    tokens = torch.cat([task.generate(300, 7), task.edge_cases()])
-    assert torch.equal(namespace["predict"](tokens), load_reference(puzzle).predict(tokens))
+    assert predict_is_the_solution("caesar_easy")
 
 
 @pytest.mark.parametrize("seed", [101, 202, 303, 404, 505])
@@ -48,14 +39,7 @@ def test_reference_hypothesis_holds_on_secret_seeds(caesar, seed) -> None:
     ("kind", "failing", "edits"), WRONG["caesar_easy"], ids=[w[0] for w in WRONG["caesar_easy"]]
 )
 def test_wrong_hypotheses_fail(caesar, kind, failing, edits) -> None:
-    check = caesar.check(mutate(caesar.reference, edits), 101)
-    assert not check.passed, check.message
-    if failing == "attention":
-        assert check.details["attention"][0]["status"] != HOLDS
-        assert all(r["status"] == HOLDS for r in check.details["variables"].values())
-    else:
-        assert check.details["variables"][failing]["status"] != HOLDS, check.message
-    assert "does not hold" in check.message or "partly" in check.message
+    caesar.assert_wrong_fails(edits, failing)
 
 
 def test_each_applicable_wrong_kind_is_covered() -> None:

@@ -9,12 +9,7 @@ head), which alone decides every answer through the MLP's threshold.
 from __future__ import annotations
 
 import pytest
-import torch
-from hypothesis_support import WRONG, bench, mutate
-
-from puzzles.catalog import get_puzzle
-from puzzles.models import load_task
-from puzzles.verify.causal_check import HOLDS
+from hypothesis_support import WRONG, bench, predict_is_the_solution
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +18,7 @@ def cumsum():
 
 
 def test_reference_predict_is_the_solution() -> None:
-    puzzle = get_puzzle("cumsum_sign")
-    hypothesis, solution = {}, {}
-    exec((puzzle.path / "hypothesis.py").read_text(), hypothesis)
-    exec(puzzle.solution_path.read_text(), solution)
-    tokens = load_task(puzzle).generate(500, 7)
-    assert torch.equal(hypothesis["predict"](tokens), solution["predict"](tokens))
+    assert predict_is_the_solution("cumsum_sign")
 
 
 @pytest.mark.parametrize("seed", [101, 202, 303, 404, 505])
@@ -45,12 +35,7 @@ def test_reference_hypothesis_holds_on_secret_seeds(cumsum, seed) -> None:
     ("kind", "failing", "edits"), WRONG["cumsum_sign"], ids=[w[0] for w in WRONG["cumsum_sign"]]
 )
 def test_wrong_hypotheses_fail(cumsum, kind, failing, edits) -> None:
-    check = cumsum.check(mutate(cumsum.reference, edits), 101)
-    assert not check.passed, check.message
-    if failing == "attention":
-        assert check.details["attention"][0]["status"] != HOLDS
-    else:
-        assert check.details["variables"][failing]["status"] != HOLDS, check.message
+    cumsum.assert_wrong_fails(edits, failing)
 
 
 def test_each_applicable_wrong_kind_is_covered() -> None:

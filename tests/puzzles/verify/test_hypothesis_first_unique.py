@@ -12,12 +12,7 @@ writeup.md.
 from __future__ import annotations
 
 import pytest
-import torch
-from hypothesis_support import WRONG, bench, mutate
-
-from puzzles.catalog import get_puzzle
-from puzzles.models import load_task
-from puzzles.verify.causal_check import HOLDS
+from hypothesis_support import WRONG, bench, predict_is_the_solution
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +21,7 @@ def first_unique():
 
 
 def test_reference_predict_is_the_solution() -> None:
-    puzzle = get_puzzle("first_unique")
-    hypothesis, solution = {}, {}
-    exec((puzzle.path / "hypothesis.py").read_text(), hypothesis)
-    exec(puzzle.solution_path.read_text(), solution)
-    tokens = load_task(puzzle).generate(500, 7)
-    assert torch.equal(hypothesis["predict"](tokens), solution["predict"](tokens))
+    assert predict_is_the_solution("first_unique")
 
 
 @pytest.mark.parametrize("seed", [101, 202, 303, 404, 505])
@@ -48,12 +38,7 @@ def test_reference_hypothesis_holds_on_secret_seeds(first_unique, seed) -> None:
     ("kind", "failing", "edits"), WRONG["first_unique"], ids=[w[0] for w in WRONG["first_unique"]]
 )
 def test_wrong_hypotheses_fail(first_unique, kind, failing, edits) -> None:
-    check = first_unique.check(mutate(first_unique.reference, edits), 101)
-    assert not check.passed, check.message
-    if failing == "attention":
-        assert check.details["attention"][0]["status"] != HOLDS
-    else:
-        assert check.details["variables"][failing]["status"] != HOLDS, check.message
+    first_unique.assert_wrong_fails(edits, failing)
 
 
 def test_each_wrong_kind_is_covered() -> None:
