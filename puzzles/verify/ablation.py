@@ -408,8 +408,11 @@ def naive_logits(model, engine: AblationEngine, mask: Mask) -> torch.Tensor:
             out = torch.where(
                 (qk[layer] & ov[layer])[None, :, :, None], act, engine.z_ablated[layer]
             )
-            out = torch.where(qk_only, (pattern @ engine.v_ablated[layer]).transpose(1, 2), out)
-            return torch.where(ov_only, (engine.pattern_ablated[layer] @ v).transpose(1, 2), out)
+            if bool(qk_only.any()):  # only where a path is kept alone, as the engine does
+                out = torch.where(qk_only, (pattern @ engine.v_ablated[layer]).transpose(1, 2), out)
+            if bool(ov_only.any()):
+                out = torch.where(ov_only, (engine.pattern_ablated[layer] @ v).transpose(1, 2), out)
+            return out
 
         hooks.append((f"blocks.{layer}.attn.hook_pattern", keeper("pattern")))
         hooks.append((f"blocks.{layer}.attn.hook_v", keeper("v")))

@@ -32,8 +32,8 @@ from puzzles.verify.components import (
     Component,
     all_components,
     all_units,
-    path_units,
-    units,
+    circuit_size,
+    names_paths,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def circuit_scores(
     # from every unit: with whole components, a position-restricted reference's "same size" was
     # most of the model. A reference that names head paths is sized and drawn in paths.
     seq_len = int(engine.tokens.shape[1])
-    paths = any(c.path is not None for c in reference)
+    paths = names_paths(reference)
     population = all_units(
         n_layers=engine.n_layers,
         n_heads=engine.n_heads,
@@ -122,8 +122,7 @@ def circuit_scores(
         seq_len=seq_len,
         paths=paths,
     )
-    split = path_units if paths else units
-    size = min(sum(len(split(c, seq_len)) for c in reference), len(population))
+    size = min(circuit_size(reference, seq_len, paths=paths), len(population))
     for _ in range(n_random):
         pick = rng.choice(len(population), size=size, replace=False)
         result["random"].append(score([population[i] for i in sorted(pick)]))

@@ -14,7 +14,7 @@ import torch
 
 from puzzles.verify.ablation import AblationEngine, Mask
 from puzzles.verify.checks import metric_per_example, metric_per_position
-from puzzles.verify.components import Component, path_units, units
+from puzzles.verify.components import Component, circuit_size, units
 from puzzles.verify.verdict import CheckResult, format_vs_threshold
 
 DEFAULT_NECESSITY_THRESHOLD = 0.02
@@ -77,7 +77,7 @@ def circuit_check(
     )
     unit_necessity = _unit_necessity(scorer, circuit, last_layer, without_logits, empty_logits)
     minimality, n_matter, n_units = _minimality(unit_necessity, nec_threshold)
-    size = sum(len(path_units(c, engine.seq)) for c in circuit)
+    size = circuit_size(circuit, engine.seq, paths=True)
     f_ok = faithfulness is not None and faithfulness >= f_threshold
     m_ok = minimality >= min_threshold and (max_size is None or size <= max_size)
     s_ok = per_example["share_passed"]

@@ -169,6 +169,18 @@ def path_units(component: Component, seq_len: int) -> list[Component]:
     ]
 
 
+def names_paths(circuit: Sequence[Component]) -> bool:
+    """Whether a circuit names a head's path: it is then sized, and its null drawn, in paths."""
+    return any(c.path is not None for c in circuit)
+
+
+def circuit_size(circuit: Sequence[Component], seq_len: int, *, paths: bool) -> int:
+    """How many units the circuit holds, in head paths (a whole head at a position is two) or
+    in components at positions."""
+    split = path_units if paths else units
+    return sum(len(split(c, seq_len)) for c in circuit)
+
+
 def all_units(
     *, n_layers: int, n_heads: int, attn_only: bool, seq_len: int, paths: bool = False
 ) -> list[Component]:

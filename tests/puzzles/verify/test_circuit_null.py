@@ -19,9 +19,9 @@ from puzzles.verify.components import (
     ComponentError,
     all_components,
     all_units,
+    circuit_size,
+    names_paths,
     parse_circuit,
-    path_units,
-    units,
 )
 from puzzles.verify.engine import _model
 
@@ -71,19 +71,9 @@ def _shape(puzzle) -> dict:
     )
 
 
-def _paths(circuit) -> bool:
-    """A reference that names head paths is sized, and its null drawn, in paths."""
-    return any(c.path is not None for c in circuit)
-
-
-def _n_units(circuit, seq_len: int, *, paths: bool = False) -> int:
-    split = path_units if paths else units
-    return sum(len(split(c, seq_len)) for c in circuit)
-
-
 def _population(shape, reference):
     keys = ("n_layers", "n_heads", "attn_only", "seq_len")
-    return all_units(**{k: shape[k] for k in keys}, paths=_paths(reference))
+    return all_units(**{k: shape[k] for k in keys}, paths=names_paths(reference))
 
 
 def test_reference_circuit_passes(setup) -> None:
@@ -98,20 +88,20 @@ def test_reference_circuit_passes(setup) -> None:
 def test_reference_is_a_strict_subset(setup) -> None:
     puzzle, _, reference, shape = setup
     population = _population(shape, reference)
-    size = _n_units(reference, shape["seq_len"], paths=_paths(reference))
+    size = circuit_size(reference, shape["seq_len"], paths=names_paths(reference))
     if puzzle.slug not in EVERY_UNIT_MATTERS:
         assert size <= 0.4 * len(population)  # small
         return
     assert size < len(population)
-    n_paths = _n_units(reference, shape["seq_len"], paths=True)
-    everything = _n_units(_population(shape, []), shape["seq_len"], paths=True)
+    n_paths = circuit_size(reference, shape["seq_len"], paths=True)
+    everything = circuit_size(_population(shape, []), shape["seq_len"], paths=True)
     assert n_paths <= int(puzzle.verify["max_circuit_units"]) < everything
 
 
 def test_random_circuits_of_the_reference_size_fail(setup) -> None:
     puzzle, engine, reference, shape = setup
     population = _population(shape, reference)
-    size = _n_units(reference, shape["seq_len"], paths=_paths(reference))
+    size = circuit_size(reference, shape["seq_len"], paths=names_paths(reference))
     metric = puzzle.verify["metric"]
     targets = engine.clean_logits.argmax(-1)
     m_full = metric_per_example(engine.clean_logits, targets, metric).mean()
